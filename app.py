@@ -1,0 +1,44 @@
+"""Composition root: the only place that wires settings, extensions, blueprints and CLI commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+import config
+from extensions import csrf, db, login_manager, migrate
+
+
+def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.Settings | None = None) -> Flask:
+    """Build the app. Without DATABASE_URL / S3_ENDPOINT (and outside production) the embedded
+    PostgreSQL and S3 server under instance/ are used, started if they are not running."""
+    settings = settings or config.load_settings()
+    if not settings.production and (settings.uses_embedded_database or settings.uses_embedded_s3):
+        import embedded
+
+        settings = embedded.resolve(settings)
+
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(config.flask_config(settings))
+    if overrides:
+        app.config.update(overrides)
+    logging.basicConfig(level=settings.log_level)
+
+    import governance.models  # noqa: F401  (registers every table on the metadata)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from blueprints import register_blueprints
+
+    register_blueprints(app)
+
+    from commands import register_cli
+
+    register_cli(app)
+    return app

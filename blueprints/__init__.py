@@ -1,0 +1,18 @@
+"""The web layer: one package per feature, each with routes.py defining `bp` at the top."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from blueprints import access, web
+    from blueprints.auth.routes import bp as auth_bp
+    from blueprints.errors.routes import bp as errors_bp
+    from blueprints.health.routes import bp as health_bp
+    from blueprints.main.routes import bp as main_bp
+
+    web.init_app(app)
+    for bp in (auth_bp, errors_bp, health_bp, main_bp):
+        app.register_blueprint(bp)
+    access.init_app(app)

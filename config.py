@@ -1,0 +1,172 @@
+"""Settings from the environment, under the names documented in .env.example.
+
+Every secret may also be read from a file named by NAME_FILE (as Docker/Kubernetes secret stores
+mount them). With APP_ENV=production, load_settings() refuses unsafe defaults and says which.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# Values that must never reach production: the ones in .env.example and the SDKs' documentation.
+DEFAULT_SECRET_KEYS = frozenset({"", "change-me", "dev", "secret", "changeme"})
+DEFAULT_S3_CREDENTIALS = frozenset({"", "minioadmin", "change-me", "changeme"})
+
+SECRET_NAMES = ("SECRET_KEY", "DATABASE_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message names it."""
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    """NAME wins; otherwise the content of the file named by NAME_FILE (trailing newline stripped)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from exc
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def normalise_database_url(url: str) -> str:
+    """We always talk psycopg 3: accept the common postgres:// spellings and rewrite them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    secret_key: str | None = None
+    database_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    s3_evidence_bucket: str = "evidence"
+    instance_dir: Path = ROOT / "instance"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: int = 30
+    db_pool_recycle: int = 1800
+    db_pool_pre_ping: bool = True
+    db_statement_timeout_ms: int = 30000
+    log_level: str = "INFO"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def uses_embedded_s3(self) -> bool:
+        return not self.s3_endpoint
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    app_env = (env.get("APP_ENV") or "development").strip().lower()
+    if app_env not in ("development", "production", "test"):
+        raise ConfigError(f"APP_ENV must be development, production or test, got {app_env!r}")
+    database_url = _read(env, "DATABASE_URL")
+    settings = Settings(
+        app_env=app_env,
+        secret_key=_read(env, "SECRET_KEY"),
+        database_url=normalise_database_url(database_url) if database_url else None,
+        s3_endpoint=env.get("S3_ENDPOINT") or None,
+        s3_access_key=_read(env, "S3_ACCESS_KEY"),
+        s3_secret_key=_read(env, "S3_SECRET_KEY"),
+        s3_secure=_bool(env, "S3_SECURE", False),
+        s3_region=env.get("S3_REGION") or "us-east-1",
+        s3_evidence_bucket=env.get("S3_EVIDENCE_BUCKET") or "evidence",
+        instance_dir=Path(env.get("INSTANCE_DIR") or ROOT / "instance").resolve(),
+        db_pool_size=_int(env, "DB_POOL_SIZE", 10),
+        db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 10),
+        db_pool_timeout=_int(env, "DB_POOL_TIMEOUT", 30),
+        db_pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800),
+        db_pool_pre_ping=_bool(env, "DB_POOL_PRE_PING", True),
+        db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30000),
+        log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+    )
+    if settings.production:
+        check_production(settings)
+    return settings
+
+
+def check_production(settings: Settings) -> None:
+    """Refuse to start with anything a production deployment must not run on; name every problem."""
+    problems = []
+    if (settings.secret_key or "") in DEFAULT_SECRET_KEYS or len(settings.secret_key or "") < 32:
+        problems.append("SECRET_KEY is missing, a default, or shorter than 32 characters")
+    if not settings.database_url:
+        problems.append("DATABASE_URL is not set (the embedded PostgreSQL is for development only)")
+    if not settings.s3_endpoint:
+        problems.append("S3_ENDPOINT is not set (the embedded S3 server is for development only)")
+    if (settings.s3_access_key or "") in DEFAULT_S3_CREDENTIALS:
+        problems.append("S3_ACCESS_KEY is missing or a default credential")
+    if (settings.s3_secret_key or "") in DEFAULT_S3_CREDENTIALS:
+        problems.append("S3_SECRET_KEY is missing or a default credential")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+def flask_config(settings: Settings) -> dict[str, object]:
+    """The Flask / Flask-SQLAlchemy keys derived from the settings."""
+    return {
+        "SECRET_KEY": settings.secret_key,
+        "SQLALCHEMY_DATABASE_URI": settings.database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout,
+            "pool_recycle": settings.db_pool_recycle,
+            "pool_pre_ping": settings.db_pool_pre_ping,
+            "connect_args": {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"},
+        },
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": settings.production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "APP_ENV": settings.app_env,
+        "SETTINGS": settings,
+    }
