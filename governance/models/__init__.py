@@ -1,5 +1,71 @@
-"""Every table, imported so the metadata is complete."""
+"""Every table, imported so the metadata is complete.
 
-from governance.models.base import Base
+Importing this package also installs the soft-delete query filter on every ORM Session
+(governance.models.soft_delete): default queries hide rows whose deleted_at is set, and
+`.execution_options(include_deleted=True)` shows them.
+"""
 
-__all__ = ["Base"]
+from sqlalchemy.orm import Session
+
+from governance.models.audit import Alert, AuditLog
+from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
+from governance.models.enums import (
+    AlertStatus,
+    AuditOutcome,
+    CheckStatus,
+    ControlStatus,
+    EvidenceStatus,
+    FrameworkStatus,
+    MappingRelationship,
+    ProbeStatus,
+    ResultOutcome,
+    ScoreScope,
+    Severity,
+    TaskStatus,
+)
+from governance.models.evidence import Evidence, EvidenceLink
+from governance.models.frameworks import Control, Framework, Mapping
+from governance.models.identity import Permission, Role, User
+from governance.models.probes import Check, Probe, Result
+from governance.models.scoring import Metric, Score
+from governance.models.soft_delete import INCLUDE_DELETED, install_soft_delete_filter
+from governance.models.tasks import Task
+
+install_soft_delete_filter(Session)
+
+__all__ = [
+    "INCLUDE_DELETED",
+    "Alert",
+    "AlertStatus",
+    "AuditLog",
+    "AuditOutcome",
+    "Base",
+    "Check",
+    "CheckStatus",
+    "Control",
+    "ControlStatus",
+    "Evidence",
+    "EvidenceLink",
+    "EvidenceStatus",
+    "Framework",
+    "FrameworkStatus",
+    "Mapping",
+    "MappingRelationship",
+    "Metric",
+    "Permission",
+    "Probe",
+    "ProbeStatus",
+    "Result",
+    "ResultOutcome",
+    "Role",
+    "Score",
+    "ScoreScope",
+    "Severity",
+    "SoftDelete",
+    "Task",
+    "TaskStatus",
+    "Timestamps",
+    "UUIDPk",
+    "User",
+    "install_soft_delete_filter",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, func, text
+from sqlalchemy import DateTime, FetchedValue, MetaData, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -22,6 +22,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The trigger function the migration installs; every table with updated_at gets
+# `BEFORE UPDATE ... FOR EACH ROW EXECUTE FUNCTION set_updated_at()`.
+# clock_timestamp(), not now(): updated_at must move even when the row was inserted earlier in the
+# same transaction (now() is the transaction start, so it would equal created_at).
+UPDATED_AT_FUNCTION = "set_updated_at"
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -29,18 +35,26 @@ class Base(DeclarativeBase):
 
 class UUIDPk:
     id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"), sort_order=-100
     )
 
 
 class Timestamps:
-    """created_at set on insert, updated_at moved by the `set_updated_at` trigger on every UPDATE."""
+    """created_at set on insert, updated_at moved by the `set_updated_at` trigger on every UPDATE.
+
+    server_onupdate=FetchedValue() tells the ORM the database changes updated_at on UPDATE, so the
+    attribute is expired after a flush and re-read on access instead of going stale.
+    """
 
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
+        DateTime(timezone=True), nullable=False, server_default=func.now(), sort_order=100
     )
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        server_onupdate=FetchedValue(),
+        sort_order=101,
     )
 
 
@@ -50,4 +64,10 @@ class SoftDelete:
     See governance.models.soft_delete for the query filter.
     """
 
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, sort_order=102
+    )
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

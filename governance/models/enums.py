@@ -1,0 +1,129 @@
+"""The fixed value sets of the schema, each stored as a PostgreSQL ENUM type.
+
+The database stores the *values* (lower_snake strings), not the Python member names, so SQL written
+by hand, reports and the Casbin layer read the same words the code uses.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Enum as SAEnum
+
+
+class FrameworkStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class ControlStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+
+
+class MappingRelationship(enum.StrEnum):
+    """Set-theory relationships of a crosswalk (the NIST OLIR vocabulary)."""
+
+    EQUIVALENT = "equivalent"
+    SUBSET_OF = "subset_of"
+    SUPERSET_OF = "superset_of"
+    INTERSECTS = "intersects"
+    RELATED = "related"
+
+
+class Severity(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class ProbeStatus(enum.StrEnum):
+    """Outcome of the probe's last run."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class CheckStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class ResultOutcome(enum.StrEnum):
+    COMPLIANT = "compliant"
+    NON_COMPLIANT = "non_compliant"
+    PARTIAL = "partial"
+    ERROR = "error"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class EvidenceStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class ScoreScope(enum.StrEnum):
+    FRAMEWORK = "framework"
+    CONTROL = "control"
+    USER = "user"
+
+
+class AuditOutcome(enum.StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class TaskStatus(enum.StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+# Python enum -> PostgreSQL type name. The migration creates exactly these types (and drops them on
+# downgrade); a test checks the two agree.
+PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
+    FrameworkStatus: "framework_status",
+    ControlStatus: "control_status",
+    MappingRelationship: "mapping_relationship",
+    Severity: "severity",
+    ProbeStatus: "probe_status",
+    CheckStatus: "check_status",
+    ResultOutcome: "result_outcome",
+    EvidenceStatus: "evidence_status",
+    ScoreScope: "score_scope",
+    AuditOutcome: "audit_outcome",
+    AlertStatus: "alert_status",
+    TaskStatus: "task_status",
+}
+
+
+def _values(enum_cls: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_cls]
+
+
+def pg_enum(enum_cls: type[enum.Enum]) -> SAEnum:
+    """The column type for enum_cls: a named PostgreSQL ENUM holding the members' values."""
+    return SAEnum(
+        enum_cls,
+        name=PG_ENUM_NAMES[enum_cls],
+        values_callable=_values,
+        validate_strings=True,
+        # One type shared by several columns (severity): the migration owns its lifecycle.
+        create_constraint=False,
+    )

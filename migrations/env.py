@@ -1,0 +1,92 @@
+"""Alembic environment for Flask-Migrate (`flask db …`).
+
+Differences from Flask-Migrate's template: the engine is `db.engine` (not the deprecated
+`db.get_engine()`), types are compared, and autogenerate / `flask db check` ignore objects that are
+not ours to compare: monthly partitions of our partitioned tables (created at run time by
+governance.services.partitions) and tables owned by other tools (procrastinate's queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from logging.config import fileConfig
+from typing import Any
+
+from alembic import context
+from flask import current_app
+
+from governance.services.partitions import PARTITIONED_TABLES
+
+config = context.config
+
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+logger = logging.getLogger("alembic.env")
+
+target_db = current_app.extensions["migrate"].db
+
+# <partitioned table>_pYYYY_MM and <partitioned table>_default
+_PARENTS = "|".join(re.escape(name) for name in PARTITIONED_TABLES)
+PARTITION_CHILD = re.compile(rf"^(?:{_PARENTS})_(?:p\d{{4}}_\d{{2}}|default)$")
+# Tables (and their indexes) that other tools create and migrate themselves.
+FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    return not (
+        type_ == "table"
+        and name is not None
+        and (PARTITION_CHILD.match(name) is not None or name.startswith(FOREIGN_TABLE_PREFIXES))
+    )
+
+
+def get_engine_url() -> str:
+    return target_db.engine.url.render_as_string(hide_password=False).replace("%", "%%")
+
+
+config.set_main_option("sqlalchemy.url", get_engine_url())
+
+
+def get_metadata() -> Any:
+    if hasattr(target_db, "metadatas"):
+        return target_db.metadatas[None]
+    return target_db.metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=get_metadata(),
+        literal_binds=True,
+        compare_type=True,
+        include_name=include_name,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    # Do not write an empty revision when autogenerate finds nothing.
+    def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
+        if getattr(config.cmd_opts, "autogenerate", False):
+            script = directives[0]
+            if script.upgrade_ops.is_empty():
+                directives[:] = []
+                logger.info("No changes in schema detected.")
+
+    conf_args = dict(current_app.extensions["migrate"].configure_args)
+    conf_args.setdefault("process_revision_directives", process_revision_directives)
+    conf_args["compare_type"] = True
+    conf_args.setdefault("include_name", include_name)
+
+    with target_db.engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,283 @@
+"""Test fixtures: a real PostgreSQL and a real S3 server (SeaweedFS), isolated per test.
+
+PostgreSQL: TEST_DATABASE_URL when set (a maintenance database on a server where this user may
+CREATE DATABASE), else an embedded PostgreSQL started for the session in a temporary directory.
+Either way the suite creates its own database, migrates it once, and drops it at the end.
+S3: a SeaweedFS `weed mini` on free ports in a temporary directory; each test that asks for
+`storage` gets a bucket of its own.
+
+Isolation: `db_session` runs each test inside a transaction that is rolled back; a commit in the
+code under test releases a savepoint instead. Browser tests, whose server runs in another thread
+and must see committed rows, use `clean_database` instead, which truncates after the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from psycopg import sql
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+import config
+import embedded
+from app import create_app
+from extensions import db
+from governance.storage import Storage
+
+# Rows the migrations own (reference data): kept by clean_database.
+REFERENCE_TABLES = frozenset({"roles", "permissions", "alembic_version"})
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield config.normalise_database_url(given)
+        return
+    server = embedded.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    try:
+        yield server.admin_url()
+    finally:
+        server.stop()
+
+
+def _create_database(admin_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _with_database(admin_url, name)
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.S3State]:
+    server = embedded.EmbeddedS3(tmp_path_factory.mktemp("s3"))
+    server.start()
+    state = server.state()
+    assert state is not None
+    try:
+        yield state
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def test_settings(pg_admin_url: str, s3_server: embedded.S3State,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Settings]:
+    url = _create_database(pg_admin_url, "gov_test")
+    settings = config.Settings(
+        app_env="test",
+        secret_key=secrets.token_urlsafe(32),
+        database_url=url,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        s3_evidence_bucket="evidence-" + uuid.uuid4().hex[:8],
+        instance_dir=tmp_path_factory.mktemp("instance"),
+        db_pool_size=5,
+    )
+    try:
+        yield settings
+    finally:
+        _drop_database(pg_admin_url, url)
+
+
+TEST_OVERRIDES = {"TESTING": True}
+
+
+@pytest.fixture(scope="session")
+def app(test_settings: config.Settings) -> Iterator[Flask]:
+    application = create_app(TEST_OVERRIDES, settings=test_settings)
+    with application.app_context():
+        flask_migrate.upgrade()
+        application.extensions["storage"].ensure_bucket()
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app_factory(test_settings: config.Settings) -> Iterator[Callable[..., Flask]]:
+    """Another app instance on the session's database and S3 (e.g. for a live server thread)."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        application = create_app({**TEST_OVERRIDES, **overrides}, settings=test_settings)
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        with application.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def scratch_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A brand-new empty database, dropped after the test."""
+    url = _create_database(pg_admin_url, "gov_scratch")
+    try:
+        yield url
+    finally:
+        _drop_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def app_for(test_settings: config.Settings) -> Iterator[Callable[[str], Flask]]:
+    """app_for(database_url): an app bound to that database (S3 as the session's)."""
+    made: list[Flask] = []
+
+    def make(database_url: str) -> Flask:
+        settings = dataclasses.replace(test_settings, database_url=database_url)
+        application = create_app(TEST_OVERRIDES, settings=settings)
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        with application.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[scoped_session[Session]]:
+    """db.session inside a transaction rolled back after the test (commits become savepoints)."""
+    from flask_sqlalchemy.session import _app_ctx_id
+
+    connection: Connection = db.engine.connect()
+    outer = connection.begin()
+    original = db.session
+    db.session = scoped_session(
+        sessionmaker(bind=connection, join_transaction_mode="create_savepoint"),
+        scopefunc=_app_ctx_id,
+    )
+    try:
+        yield db.session
+    finally:
+        db.session.remove()
+        db.session = original
+        if outer.is_active:
+            outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask, db_session: scoped_session[Session]) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(db_session: scoped_session[Session]) -> Callable[..., Any]:
+    from governance.services import identity
+
+    def make(role: str = "admin", *, email: str | None = None, password: str = TEST_PASSWORD) -> Any:
+        email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.test"
+        user = identity.create_user(db_session(), email=email, name=role.replace("_", " ").title(),
+                                    role_name=role, password=password)
+        db_session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def login_as(client: FlaskClient, make_user: Callable[..., Any]) -> Callable[[str], Any]:
+    """login_as(role): a new user with that role, signed in on `client` through the login form."""
+
+    def login(role: str) -> Any:
+        user = make_user(role)
+        with client.session_transaction():
+            pass  # a session cookie exists before the first form, as in a browser
+        page = client.get("/login")
+        assert page.status_code == 200
+        token = _csrf_token(page.get_data(as_text=True))
+        response = client.post("/login", data={"email": user.email, "password": TEST_PASSWORD,
+                                               "csrf_token": token})
+        assert response.status_code == 303, response.get_data(as_text=True)
+        return user
+
+    return login
+
+
+def _csrf_token(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no csrf_token field in the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def csrf_token() -> Callable[[str], str]:
+    return _csrf_token
+
+
+@pytest.fixture
+def storage(app: Flask, s3_server: embedded.S3State) -> Iterator[Storage]:
+    """The app's object store pointed at a fresh bucket for this test, emptied and removed after."""
+    original = app.extensions["storage"]
+    bucket = "t-" + uuid.uuid4().hex[:16]
+    store = Storage(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket=bucket)
+    store.ensure_bucket()
+    app.extensions["storage"] = store
+    try:
+        yield store
+    finally:
+        app.extensions["storage"] = original
+        for obj in store.client.list_objects(bucket, recursive=True, include_version=True):
+            store.client.remove_object(bucket, obj.object_name or "", version_id=obj.version_id)
+        store.client.remove_bucket(bucket)
+
+
+def truncate_all(app: Flask) -> None:
+    """Empty every table but the reference data the migrations own."""
+    with app.app_context(), db.engine.begin() as conn:
+        names = [t.name for t in db.metadata.sorted_tables if t.name not in REFERENCE_TABLES]
+        if names:
+            quoted = ", ".join(f'"{n}"' for n in names)
+            conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def clean_database(app: Flask) -> Iterator[None]:
+    """For tests whose code commits for real (live server): truncate after the test."""
+    yield
+    truncate_all(app)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return config.ROOT

@@ -1,0 +1,47 @@
+"""The job queue: procrastinate on the same PostgreSQL, with the periodic partition maintenance."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import text
+
+from extensions import db
+from governance import jobs
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _partition_exists(name: str) -> bool:
+    with db.engine.connect() as conn:
+        return conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
+
+
+def test_partition_maintenance_is_scheduled_daily(app) -> None:
+    job_app = app.extensions["jobs"]
+    [periodic] = [p for p in job_app.periodic_registry.periodic_tasks.values()
+                  if p.task.name == f"{jobs.NAMESPACE}:maintain_partitions"]
+    assert periodic.cron == "17 3 * * *"
+
+
+def test_a_worker_runs_the_maintenance_job_and_recreates_a_missing_partition(app, clean_database) -> None:
+    ahead = _add_months(date.today().replace(day=1), 3)
+    name = f"audit_logs_p{ahead:%Y_%m}"
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    assert not _partition_exists(name)
+
+    job_app = app.extensions["jobs"]
+    with job_app.open():
+        job_id = job_app.configure_task(f"{jobs.NAMESPACE}:maintain_partitions").defer(timestamp=0)
+    job_app.run_worker(wait=False, install_signal_handlers=False)
+
+    assert _partition_exists(name)
+    with db.engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM procrastinate_jobs WHERE id = :id"), {"id": job_id}).scalar()
+        assert status == "succeeded"
+        conn.execute(text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": job_id})
+        conn.commit()
