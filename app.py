@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import sessionmaker
 
 import config
 from extensions import csrf, db, login_manager, migrate
+from governance.storage import Storage
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.Settings | None = None) -> Flask:
@@ -26,6 +28,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
     if overrides:
         app.config.update(overrides)
     logging.basicConfig(level=settings.log_level)
+    # procrastinate narrates task registration at INFO on every start; its warnings still show.
+    logging.getLogger("procrastinate").setLevel(max(logging.getLevelName(settings.log_level), logging.WARNING))
 
     import governance.models  # noqa: F401  (registers every table on the metadata)
 
@@ -33,6 +37,15 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    app.extensions["storage"] = Storage(
+        settings.s3_endpoint or "", settings.s3_access_key or "", settings.s3_secret_key or "",
+        bucket=settings.s3_evidence_bucket, secure=settings.s3_secure, region=settings.s3_region,
+    )
+
+    from governance import jobs
+
+    with app.app_context():
+        app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(bind=db.engine))
 
     from blueprints import register_blueprints
 

@@ -6,12 +6,13 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import access, web
+    from blueprints import access, request_context, web
     from blueprints.auth.routes import bp as auth_bp
     from blueprints.errors.routes import bp as errors_bp
     from blueprints.health.routes import bp as health_bp
     from blueprints.main.routes import bp as main_bp
 
+    request_context.init_app(app)
     web.init_app(app)
     for bp in (auth_bp, errors_bp, health_bp, main_bp):
         app.register_blueprint(bp)
