@@ -23,7 +23,7 @@ def _partition_exists(name: str) -> bool:
 def test_partition_maintenance_is_scheduled_daily(app) -> None:
     job_app = app.extensions["jobs"]
     [periodic] = [p for p in job_app.periodic_registry.periodic_tasks.values()
-                  if p.task.name == f"{jobs.NAMESPACE}:maintain_partitions"]
+                  if p.task.name == jobs.MAINTAIN_PARTITIONS]
     assert periodic.cron == "17 3 * * *"
 
 
@@ -36,7 +36,7 @@ def test_a_worker_runs_the_maintenance_job_and_recreates_a_missing_partition(app
 
     job_app = app.extensions["jobs"]
     with job_app.open():
-        job_id = job_app.configure_task(f"{jobs.NAMESPACE}:maintain_partitions").defer(timestamp=0)
+        job_id = job_app.configure_task(jobs.MAINTAIN_PARTITIONS).defer(timestamp=0)
     job_app.run_worker(wait=False, install_signal_handlers=False)
 
     assert _partition_exists(name)

@@ -39,7 +39,8 @@ SEED_TABLES = {
     "tasks",
 }
 
-# Our own objects only: partitions are created at run time, alembic_version is Alembic's.
+# Our own objects only: partitions are created at run time, alembic_version is Alembic's, the job
+# queue's procrastinate_* objects are procrastinate's (migration 0002, tested in test_jobs.py).
 CATALOG = """
 SELECT 'index', tablename, indexname, indexdef FROM pg_indexes
  WHERE schemaname = 'public' AND tablename = ANY(:tables)
@@ -53,7 +54,8 @@ SELECT 'column', table_name, column_name,
   FROM information_schema.columns WHERE table_schema = 'public' AND table_name = ANY(:tables)
 UNION ALL
 SELECT 'enum', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder), ''
-  FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname
+  FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+ WHERE t.typname NOT LIKE 'procrastinate\\_%' GROUP BY t.typname
 UNION ALL
 SELECT 'partitioned', c.relname, pg_get_partkeydef(c.oid), '' FROM pg_class c
  WHERE c.relkind = 'p' AND c.relnamespace = 'public'::regnamespace
