@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast check lint typecheck browser-deps stop bench
+.PHONY: install run test test-fast check lint typecheck browser-deps stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,3 @@ browser-deps:
 ## Stop embedded services left running by an interrupted command.
 stop: $(STAMP)
 	$(PY) scripts/run.py --stop
-
-bench: $(STAMP)
-	$(PY) bench/run.py --size $(or $(SIZE),S)
