@@ -1,7 +1,77 @@
-"""Rendering helpers shared by every blueprint (page or htmx fragment)."""
+"""Rendering helpers shared by every blueprint: one URL, two renderings (DESIGN.md §Conventions 3).
 
-from flask import Flask
+A normal request gets the whole page; an htmx request gets only the named block of the same
+template, except a boosted navigation or a history restore, which replace the whole page and so
+need all of it. Responses vary on HX-Request so no cache hands a fragment to a full-page load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, make_response, render_template, request, url_for
+from jinja2_fragments.flask import render_block
+
+# Scripts come only from our own origin (htmx + static/js/app.js): a per-request nonce would never
+# reach scripts inside swapped fragments, so templates carry no inline script or style at all.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
+
+
+def is_htmx() -> bool:
+    """Any request htmx made (including boosted navigations and history restores)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of the page, so it should get one block, not the page."""
+    return (
+        is_htmx()
+        and request.headers.get("HX-Boosted") != "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def render(template_name: str, block: str | None = None, status: int = 200, **context: Any) -> Response:
+    """The page, or only `block` of it for an htmx fragment request."""
+    if block is not None and wants_fragment():
+        body = render_block(template_name, block, **context)
+    else:
+        body = render_template(template_name, **context)
+    response = make_response(body, status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def _login_redirect_for_htmx(app: Flask, response: Response) -> Response:
+    """An htmx request whose session has expired would follow the redirect inside the XHR and swap
+    the whole sign-in page into a fragment's place: make the browser navigate there instead."""
+    login_view = getattr(getattr(app, "login_manager", None), "login_view", None)
+    if not (login_view and is_htmx() and response.status_code in (301, 302, 303, 307, 308)):
+        return response
+    location = response.location or ""
+    if urlsplit(location).path != url_for(login_view):
+        return response
+    redirect = make_response("", 401)
+    redirect.headers["HX-Redirect"] = location
+    redirect.vary.add("HX-Request")
+    return redirect
 
 
 def init_app(app: Flask) -> None:
-    return None
+    @app.after_request
+    def finish_response(response: Response) -> Response:
+        response = _login_redirect_for_htmx(app, response)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response

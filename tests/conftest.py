@@ -13,6 +13,7 @@ and must see committed rows, use `clean_database` instead, which truncates after
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import secrets
@@ -193,9 +194,21 @@ def db_session(app: Flask) -> Iterator[scoped_session[Session]]:
         connection.close()
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in an empty contextvars context, so it gets its own app context and `g`.
+
+    The session-wide `app` fixture keeps an app context pushed, and Flask reuses a pushed app context
+    for a request: `g` (the CSRF token, Flask-Login's cached user, the request id) would leak from one
+    request and test into the next.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask, db_session: scoped_session[Session]) -> FlaskClient:
-    return app.test_client()
+    return IsolatedClient(app, app.response_class, use_cookies=True)
 
 
 @pytest.fixture
@@ -265,10 +278,11 @@ def storage(app: Flask, s3_server: embedded.S3State) -> Iterator[Storage]:
 def truncate_all(app: Flask) -> None:
     """Empty every table but the reference data the migrations own."""
     with app.app_context(), db.engine.begin() as conn:
+        # A forgotten open transaction would make TRUNCATE wait forever: fail loudly instead.
+        conn.execute(text("SET LOCAL lock_timeout = '15s'"))
         names = [t.name for t in db.metadata.sorted_tables if t.name not in REFERENCE_TABLES]
-        if names:
-            quoted = ", ".join(f'"{n}"' for n in names)
-            conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+        quoted = ", ".join(f'"{n}"' for n in names)
+        conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
