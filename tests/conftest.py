@@ -131,11 +131,13 @@ def app(test_settings: config.Settings) -> Iterator[Flask]:
 
 @pytest.fixture
 def app_factory(test_settings: config.Settings) -> Iterator[Callable[..., Flask]]:
-    """Another app instance on the session's database and S3 (e.g. for a live server thread)."""
+    """app_factory(database_url=None, **config): another app instance on the session's S3 and on
+    the session's database or the one given (e.g. for a live server thread, or a scratch database)."""
     made: list[Flask] = []
 
-    def make(**overrides: Any) -> Flask:
-        application = create_app({**TEST_OVERRIDES, **overrides}, settings=test_settings)
+    def make(database_url: str | None = None, **overrides: Any) -> Flask:
+        settings = dataclasses.replace(test_settings, database_url=database_url or test_settings.database_url)
+        application = create_app({**TEST_OVERRIDES, **overrides}, settings=settings)
         made.append(application)
         return application
 
@@ -156,20 +158,9 @@ def scratch_database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def app_for(test_settings: config.Settings) -> Iterator[Callable[[str], Flask]]:
+def app_for(app_factory: Callable[..., Flask]) -> Callable[[str], Flask]:
     """app_for(database_url): an app bound to that database (S3 as the session's)."""
-    made: list[Flask] = []
-
-    def make(database_url: str) -> Flask:
-        settings = dataclasses.replace(test_settings, database_url=database_url)
-        application = create_app(TEST_OVERRIDES, settings=settings)
-        made.append(application)
-        return application
-
-    yield make
-    for application in made:
-        with application.app_context():
-            db.engine.dispose()
+    return lambda database_url: app_factory(database_url)
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from governance.models.base import Base, Timestamps, UUIDPk
+from governance.models.base import Base, MonthlyPartitioned, Timestamps, UUIDPk
 from governance.models.enums import AlertStatus, AuditOutcome, Severity, pg_enum
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from governance.models.tasks import Task
 
 
-class AuditLog(Timestamps, Base):
+class AuditLog(MonthlyPartitioned, Base):
     """One action (users → audit_logs one-to-many). Written in the same transaction as the change it
     records. Range-partitioned by month on created_at, so retention drops whole partitions and the
     primary key includes created_at."""
@@ -41,12 +41,6 @@ class AuditLog(Timestamps, Base):
         {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
-    )
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
     # NULL for system actions (jobs, probes); actor_name keeps who it was even if the user changes.
     actor_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT")

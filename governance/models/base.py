@@ -71,3 +71,19 @@ class SoftDelete:
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+class MonthlyPartitioned(Timestamps):
+    """An append-heavy table range-partitioned by month on created_at (audit_logs, results).
+
+    PostgreSQL requires the partition key in the primary key, hence (id, created_at). The table
+    also declares `{"postgresql_partition_by": "RANGE (created_at)"}` in its __table_args__;
+    governance.services.partitions creates the monthly partitions.
+    """
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, func, text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from governance.models.base import Base, Timestamps, UUIDPk
+from governance.models.base import Base, MonthlyPartitioned, Timestamps, UUIDPk
 from governance.models.enums import CheckStatus, ProbeStatus, ResultOutcome, Severity, pg_enum
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class Check(UUIDPk, Timestamps, Base):
         return f"<Check {self.name}>"
 
 
-class Result(Timestamps, Base):
+class Result(MonthlyPartitioned, Base):
     """One outcome of one check in one run. Append-only and large: range-partitioned by month on
     created_at (see governance.services.partitions), so the primary key includes created_at."""
 
@@ -107,12 +107,6 @@ class Result(Timestamps, Base):
         {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
-    )
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
     check_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("checks.id", ondelete="RESTRICT"), nullable=False
     )
