@@ -86,6 +86,15 @@ class Settings:
     db_pool_pre_ping: bool = True
     db_statement_timeout_ms: int = 30000
     log_level: str = "INFO"
+    # Identity and access (docs/security.md)
+    session_idle_minutes: int = 30
+    session_max_hours: int = 8
+    mfa_required_roles: tuple[str, ...] = ("admin",)
+    login_max_failures: int = 5
+    login_window_minutes: int = 15
+    login_lockout_minutes: int = 15
+    denial_alert_threshold: int = 10
+    denial_alert_window_minutes: int = 5
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -125,6 +134,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_pre_ping=_bool(env, "DB_POOL_PRE_PING", True),
         db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30000),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
+        session_max_hours=_int(env, "SESSION_MAX_HOURS", 8),
+        mfa_required_roles=tuple(
+            r.strip() for r in (env.get("MFA_REQUIRED_ROLES") if env.get("MFA_REQUIRED_ROLES") is not None
+                                else "admin").split(",") if r.strip()
+        ),
+        login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5),
+        login_window_minutes=_int(env, "LOGIN_WINDOW_MINUTES", 15),
+        login_lockout_minutes=_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        denial_alert_threshold=_int(env, "DENIAL_ALERT_THRESHOLD", 10),
+        denial_alert_window_minutes=_int(env, "DENIAL_ALERT_WINDOW_MINUTES", 5),
     )
     if settings.production:
         check_production(settings)

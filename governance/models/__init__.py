@@ -25,7 +25,7 @@ from governance.models.enums import (
 )
 from governance.models.evidence import Evidence, EvidenceLink
 from governance.models.frameworks import Control, Framework, Mapping
-from governance.models.identity import Permission, Role, User
+from governance.models.identity import LoginAttempt, Permission, RecoveryCode, Role, User, UserSession
 from governance.models.probes import Check, Probe, Result
 from governance.models.scoring import Metric, Score
 from governance.models.soft_delete import INCLUDE_DELETED, install_soft_delete_filter
@@ -49,12 +49,14 @@ __all__ = [
     "EvidenceStatus",
     "Framework",
     "FrameworkStatus",
+    "LoginAttempt",
     "Mapping",
     "MappingRelationship",
     "Metric",
     "Permission",
     "Probe",
     "ProbeStatus",
+    "RecoveryCode",
     "Result",
     "ResultOutcome",
     "Role",
@@ -67,5 +69,6 @@ __all__ = [
     "Timestamps",
     "UUIDPk",
     "User",
+    "UserSession",
     "install_soft_delete_filter",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, func, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import INET, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
@@ -53,6 +53,9 @@ class User(UUIDPk, Timestamps, SoftDelete, Base):
     )
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # TOTP (RFC 6238) shared secret, base32; set at enrolment, confirmed when mfa_enabled_at is set.
+    mfa_secret: Mapped[str | None] = mapped_column(String(64))
+    mfa_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     role: Mapped[Role] = relationship(back_populates="users", lazy="joined")
     audit_logs: Mapped[list[AuditLog]] = relationship(back_populates="actor", lazy="raise", viewonly=True)
@@ -112,3 +115,56 @@ class Permission(UUIDPk, Timestamps, Base):
 
     def __repr__(self) -> str:
         return f'<Permission {self.id}: "{self}">'
+
+
+class UserSession(UUIDPk, Timestamps, Base):
+    """A signed-in browser session, kept on the server so it can be revoked from any worker.
+
+    The cookie carries only a random token; the table keeps its SHA-256. A session is valid while
+    not revoked, before expires_at (absolute lifetime) and within the idle timeout of last_seen_at.
+    """
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Set once the second factor was checked in this session (NULL: password only so far).
+    mfa_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class RecoveryCode(UUIDPk, Timestamps, Base):
+    """A one-time MFA recovery code (stored hashed); used_at set when spent."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
+    code_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginAttempt(UUIDPk, Timestamps, Base):
+    """One sign-in attempt, for throttling per account and per IP across every worker."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_email_created_at", "email", "created_at"),
+        Index("ix_login_attempts_ip_created_at", "ip", "created_at"),
+    )
+
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    ip: Mapped[str | None] = mapped_column(INET)
+    succeeded: Mapped[bool] = mapped_column(Boolean, nullable=False)
