@@ -108,6 +108,8 @@ def test_settings(pg_admin_url: str, s3_server: embedded.S3State,
         s3_evidence_bucket="evidence-" + uuid.uuid4().hex[:8],
         instance_dir=tmp_path_factory.mktemp("instance"),
         db_pool_size=5,
+        # Tests sign in without a second factor unless they test MFA (they then override this).
+        mfa_required_roles=(),
     )
     try:
         yield settings
