@@ -24,6 +24,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
         settings = embedded.resolve(settings)
 
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    if settings.proxy_fix_hops:
+        # Client IPs (audit log, sign-in throttling) come from X-Forwarded-For set by these proxies only.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_fix_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config.update(config.flask_config(settings))
     if overrides:
         app.config.update(overrides)

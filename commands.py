@@ -6,17 +6,21 @@ audited like a web request.
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from extensions import db
 from governance import context
+from governance.models.identity import User
 from governance.services import demo, partitions
 
 partitions_cli = AppGroup("partitions", help="Monthly partitions of audit_logs and results.")
 demo_cli = AppGroup("demo", help="Demo data for a development instance.")
 jobs_cli = AppGroup("jobs", help="The job queue (procrastinate).")
+users_cli = AppGroup("users", help="Accounts: create, change role, deactivate.")
 
 
 def _cli_context(command: str) -> context.ActionContext:
@@ -54,6 +58,10 @@ def load_demo() -> None:
         result = demo.load(db.session, settings.instance_dir)
         db.session.commit()
     click.echo(demo.describe(result, settings.instance_dir))
+    if settings.mfa_required_roles:
+        roles = ", ".join(settings.mfa_required_roles)
+        click.echo(f"  Accounts with the role(s) {roles} set up two-factor sign-in (a TOTP app) at first sign-in\n"
+                   "  (MFA_REQUIRED_ROLES; set it empty to turn that off on a development instance).")
 
 
 @jobs_cli.command("worker")
@@ -66,8 +74,82 @@ def run_worker(queues: tuple[str, ...], concurrency: int, once: bool) -> None:
                                               wait=not once)
 
 
+def _read_password() -> str:
+    """From a prompt (typed twice, hidden) on a terminal; else the first line of stdin, so that
+    `printf '%s\\n' "$PW" | flask users create ...` works without the password in argv or history."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return stdin.readline().rstrip("\r\n")
+
+
+def _user_or_fail(email: str) -> User:
+    from governance.services import identity
+
+    user = identity.find_user_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no user with e-mail {email}")
+    return user
+
+
+@users_cli.command("create")
+@click.option("--email", required=True, help="The sign-in e-mail address.")
+@click.option("--role", "role_name", required=True, help="admin, compliance_officer, engineer or auditor.")
+@click.option("--name", default="", help="Display name (default: the e-mail address).")
+def create_user_command(email: str, role_name: str, name: str) -> None:
+    """Create an active user; the password is read from stdin or prompted for (never an option)."""
+    from governance.services import identity
+
+    password = _read_password()
+    with context.acting_as(_cli_context("users create")):
+        try:
+            user = identity.create_user(db.session, email=email, name=name, role_name=role_name,
+                                        password=password)
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{exc.field}: {exc.message}") from exc
+        db.session.commit()
+        click.echo(f"created {user.email} ({role_name})")
+
+
+@users_cli.command("set-role")
+@click.option("--email", required=True)
+@click.option("--role", "role_name", required=True)
+def set_role_command(email: str, role_name: str) -> None:
+    """Move a user to another role; their sessions end at once."""
+    from governance.services import identity, users
+
+    with context.acting_as(_cli_context("users set-role")):
+        user = _user_or_fail(email)
+        try:
+            changed = users.set_role(db.session, user, role_name, actor_id=None)
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from exc
+        db.session.commit()
+    click.echo(f"{email} is now {role_name}" if changed else f"{email} already has role {role_name}")
+
+
+@users_cli.command("deactivate")
+@click.option("--email", required=True)
+def deactivate_command(email: str) -> None:
+    """Block a user from signing in and end their sessions at once."""
+    from governance.services import identity, users
+
+    with context.acting_as(_cli_context("users deactivate")):
+        user = _user_or_fail(email)
+        try:
+            changed = users.deactivate(db.session, user)
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from exc
+        db.session.commit()
+    click.echo(f"{email} deactivated" if changed else f"{email} was already inactive")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(setup)
+    app.cli.add_command(users_cli)

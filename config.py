@@ -95,6 +95,8 @@ class Settings:
     login_lockout_minutes: int = 15
     denial_alert_threshold: int = 10
     denial_alert_window_minutes: int = 5
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
+    proxy_fix_hops: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -145,6 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_lockout_minutes=_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         denial_alert_threshold=_int(env, "DENIAL_ALERT_THRESHOLD", 10),
         denial_alert_window_minutes=_int(env, "DENIAL_ALERT_WINDOW_MINUTES", 5),
+        proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
     )
     if settings.production:
         check_production(settings)
@@ -170,6 +173,8 @@ def check_production(settings: Settings) -> None:
 
 def flask_config(settings: Settings) -> dict[str, object]:
     """The Flask / Flask-SQLAlchemy keys derived from the settings."""
+    from datetime import timedelta
+
     return {
         "SECRET_KEY": settings.secret_key,
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
@@ -182,9 +187,15 @@ def flask_config(settings: Settings) -> dict[str, object]:
             "connect_args": {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"},
         },
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        # "__Host-" makes browsers insist on Secure, Path=/ and no Domain (no subdomain can set it).
+        "SESSION_COOKIE_NAME": "__Host-session" if settings.production else "session",
+        "SESSION_COOKIE_PATH": "/",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": settings.production,
+        # Sign-in cookies are browser-session cookies; user_sessions enforces the idle and absolute
+        # limits. Should anything mark a session permanent, its cookie still ends with the latter.
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=settings.session_max_hours),
         "REMEMBER_COOKIE_HTTPONLY": True,
         "WTF_CSRF_TIME_LIMIT": None,
         "APP_ENV": settings.app_env,

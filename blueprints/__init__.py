@@ -7,6 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     from blueprints import access, request_context, web
+    from blueprints.admin.routes import bp as admin_bp
     from blueprints.auth.routes import bp as auth_bp
     from blueprints.errors.routes import bp as errors_bp
     from blueprints.health.routes import bp as health_bp
@@ -14,6 +15,6 @@ def register_blueprints(app: Flask) -> None:
 
     request_context.init_app(app)
     web.init_app(app)
-    for bp in (auth_bp, errors_bp, health_bp, main_bp):
+    for bp in (auth_bp, errors_bp, health_bp, main_bp, admin_bp):
         app.register_blueprint(bp)
     access.init_app(app)

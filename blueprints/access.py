@@ -1,25 +1,46 @@
 """Deny by default: every view declares who may reach it, or the request is refused.
 
 `@public` marks a view anyone may reach (login, health, static); `@requires("resource", "action")`
-marks one that needs a signed-in user holding that permission. A view with neither is refused
-with 403 for everybody, and tests/web/test_access.py fails on any such route. The Casbin check
-behind `requires` arrives with the identity issue; until then a signed-in user passes.
+marks one that needs a signed-in user whose role holds that permission (Casbin, governance.authz).
+A view with neither is refused with 403 for everybody, and tests/web/test_access.py fails on any
+such route.
+
+Every 403 (whoever raised it) is written to the audit log with outcome `denied`; a burst of them
+from one actor raises an alert (settings DENIAL_ALERT_THRESHOLD within DENIAL_ALERT_WINDOW_MINUTES).
+Templates get `can(resource, action)` to show only the actions the user may take; the route check
+here is what actually guards them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import Flask, abort, request
+from flask import Flask, abort, current_app, g, request
 from flask_login import current_user
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from werkzeug.wrappers import Response
+
+from extensions import db
+from governance import authz
+from governance.models.audit import Alert, AuditLog
+from governance.models.enums import AuditOutcome, Severity
+from governance.services import audit
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 PUBLIC_ATTR = "_access_public"
 PERMISSION_ATTR = "_access_permission"
 # Endpoints Flask itself adds: static files are public by nature.
 BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
+
+DENIED_ACTION = "access.denied"
+DENIAL_ALERT_RULE = "access.denied_burst"
 
 
 def public(view: F) -> F:
@@ -48,7 +69,68 @@ def declaration(app: Flask, endpoint: str) -> str | tuple[str, str] | None:
     return permission
 
 
+def current_role_name() -> str | None:
+    if not current_user.is_authenticated:
+        return None
+    role = getattr(current_user, "role", None)
+    return getattr(role, "name", None)
+
+
+def can(resource: str, action: str) -> bool:
+    """May the signed-in user do `action` on `resource`? (False when signed out.)"""
+    return authz.can(current_role_name(), resource, action)
+
+
+def _denial_burst_alert(actor_id: Any, actor_name: str) -> None:
+    """After a denial is recorded: if the actor now has ≥ threshold denials in the window, open one
+    alert per actor (a second burst while it is unresolved adds nothing: the unique dedup index)."""
+    settings = current_app.config["SETTINGS"]
+    since = func.now() - timedelta(minutes=settings.denial_alert_window_minutes)
+    recent = db.session.scalar(
+        select(func.count()).select_from(AuditLog).where(
+            AuditLog.actor_id == actor_id, AuditLog.action == DENIED_ACTION,
+            AuditLog.outcome == AuditOutcome.DENIED, AuditLog.created_at >= since,
+        )
+    ) or 0
+    if recent < settings.denial_alert_threshold:
+        return
+    db.session.execute(
+        insert(Alert).values(
+            rule=DENIAL_ALERT_RULE,
+            severity=Severity.HIGH,
+            title=f"{recent} refused requests by {actor_name} within "
+                  f"{settings.denial_alert_window_minutes} minutes",
+            details={"actor_id": str(actor_id), "actor_name": actor_name, "denials": int(recent),
+                     "window_minutes": settings.denial_alert_window_minutes},
+            source_type="user",
+            source_id=str(actor_id),
+            dedup_key=f"{DENIAL_ALERT_RULE}:{actor_id}",
+        ).on_conflict_do_nothing(
+            index_elements=["dedup_key"],
+            index_where=text("status <> 'resolved' AND dedup_key IS NOT NULL"),
+        )
+    )
+
+
+def record_denial(response: Response) -> None:
+    """Write the 403 to the audit log in its own transaction (nothing the view did is kept)."""
+    resource, action = g.get("access_required") or (None, None)
+    db.session.rollback()
+    entry = audit.record(
+        db.session, DENIED_ACTION, object_type="endpoint", object_id=request.endpoint,
+        outcome=AuditOutcome.DENIED,
+        details={"endpoint": request.endpoint, "method": request.method, "path": request.path,
+                 "resource": resource, "action": action, "role": current_role_name()},
+    )
+    if entry.actor_id is not None:
+        _denial_burst_alert(entry.actor_id, entry.actor_name)
+    db.session.commit()
+
+
 def init_app(app: Flask) -> None:
+    authz.install(app)
+    app.jinja_env.globals["can"] = can
+
     @app.before_request
     def enforce_declared_access() -> Any:
         endpoint = request.endpoint
@@ -61,4 +143,19 @@ def init_app(app: Flask) -> None:
             return None
         if not current_user.is_authenticated:
             return app.login_manager.unauthorized()  # type: ignore[attr-defined]
+        g.access_required = declared
+        authorizer = authz.authorizer(app)
+        authorizer.refresh(db.session)  # another worker may have changed the rules
+        if not authorizer.can(current_role_name(), *declared):
+            abort(403)
         return None
+
+    @app.after_request
+    def audit_forbidden(response: Response) -> Response:
+        if response.status_code == 403:
+            try:
+                record_denial(response)
+            except Exception:  # the refusal stands even if it could not be recorded
+                log.exception("could not record a denied request")
+                db.session.rollback()
+        return response

@@ -11,14 +11,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, make_response, render_template, request, url_for
+from flask_login import current_user
 from jinja2_fragments.flask import render_block
 
 # Scripts come only from our own origin (htmx + static/js/app.js): a per-request nonce would never
 # reach scripts inside swapped fragments, so templates carry no inline script or style at all.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+    "object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+
+# Production is served over TLS only (behind the load balancer); two years, as preload lists ask.
+HSTS = "max-age=63072000; includeSubDomains"
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -74,4 +78,9 @@ def init_app(app: Flask) -> None:
         response = _login_redirect_for_htmx(app, response)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if app.config.get("APP_ENV") == "production":
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.endpoint != "static" and current_user.is_authenticated:
+            # A signed-in page must not outlive the session in a shared or back-button cache.
+            response.headers["Cache-Control"] = "no-store"
         return response

@@ -219,22 +219,60 @@ def make_user(db_session: scoped_session[Session]) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def login_as(client: FlaskClient, make_user: Callable[..., Any]) -> Callable[[str], Any]:
-    """login_as(role): a new user with that role, signed in on `client` through the login form."""
+def sign_in(client: FlaskClient) -> Callable[..., Any]:
+    """sign_in(email, password=TEST_PASSWORD, next_url="", **client_kwargs): post the login form on
+    `client` as a browser would (GET the page for its CSRF token first); returns the response."""
+
+    def post(email: str, password: str = TEST_PASSWORD, next_url: str = "", **kwargs: Any) -> Any:
+        page = client.get("/login", **kwargs)
+        assert page.status_code == 200
+        token = _csrf_token(page.get_data(as_text=True))
+        return client.post("/login", data={"email": email, "password": password, "csrf_token": token,
+                                           "next": next_url}, **kwargs)
+
+    return post
+
+
+@pytest.fixture
+def login_as(client: FlaskClient, make_user: Callable[..., Any], sign_in: Callable[..., Any]) -> Callable[[str], Any]:
+    """login_as(role): a new user with that role, signed in on `client` through the login form
+    (no second factor: the session app requires MFA of no role unless a test says so)."""
 
     def login(role: str) -> Any:
         user = make_user(role)
         with client.session_transaction():
             pass  # a session cookie exists before the first form, as in a browser
-        page = client.get("/login")
-        assert page.status_code == 200
-        token = _csrf_token(page.get_data(as_text=True))
-        response = client.post("/login", data={"email": user.email, "password": TEST_PASSWORD,
-                                               "csrf_token": token})
+        response = sign_in(user.email)
         assert response.status_code == 303, response.get_data(as_text=True)
         return user
 
     return login
+
+
+@pytest.fixture
+def override_settings(app: Flask) -> Iterator[Callable[..., config.Settings]]:
+    """override_settings(**fields): change the session app's Settings for this test only
+    (e.g. mfa_required_roles=("admin",), login_max_failures=3, session_idle_minutes=5)."""
+    original = app.config["SETTINGS"]
+
+    def override(**changes: Any) -> config.Settings:
+        app.config["SETTINGS"] = dataclasses.replace(app.config["SETTINGS"], **changes)
+        return app.config["SETTINGS"]
+
+    yield override
+    app.config["SETTINGS"] = original
+
+
+@pytest.fixture
+def session_sid(client: FlaskClient) -> Callable[[], str | None]:
+    """session_sid(): the server-session id the client's cookie carries now (None when signed out)."""
+
+    def read() -> str | None:
+        with client.session_transaction() as cookie_session:
+            value = cookie_session.get("sid")
+        return None if value is None else str(value)
+
+    return read
 
 
 def _csrf_token(html: str) -> str:

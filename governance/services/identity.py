@@ -1,24 +1,26 @@
-"""Users and their credentials. Password hashing is Argon2id (argon2-cffi's defaults)."""
+"""Users and their credentials: creation, sign-in (throttled, audited), password change.
+
+Password policy and Argon2id hashing live in passwords.py; throttling in throttle.py; sessions in
+sessions.py. Every sign-in success, failure and lockout is written to the audit log, never with
+the password.
+"""
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from governance.models.enums import AuditOutcome
 from governance.models.identity import Role, User
-from governance.services import audit
+from governance.services import audit, mfa, passwords, sessions, throttle
 
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 256
-
-_hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so a failed login takes the same time either way.
-_DUMMY_HASH = _hasher.hash(uuid.uuid4().hex)
+MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
+MAX_PASSWORD_LENGTH = passwords.MAX_LENGTH
+# The one answer to a failed sign-in, whether the e-mail is unknown, the password wrong or the
+# account deactivated: no account enumeration.
+GENERIC_LOGIN_ERROR = "E-mail or password is not right."
 
 
 class IdentityError(ValueError):
@@ -30,12 +32,23 @@ class IdentityError(ValueError):
         self.message = message
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise IdentityError("password", f"Use at least {MIN_PASSWORD_LENGTH} characters.")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise IdentityError("password", f"Use at most {MAX_PASSWORD_LENGTH} characters.")
-    return _hasher.hash(password)
+@dataclass(frozen=True)
+class LoginResult:
+    user: User | None = None
+    lockout: throttle.Lockout | None = None
+    # The password was right but a second factor (or enrolment in one) must follow.
+    mfa_pending: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.user is not None
+
+
+def hash_password(password: str, *, field: str = "password") -> str:
+    try:
+        return passwords.hash_password(password, field=field)
+    except passwords.PasswordPolicyError as exc:
+        raise IdentityError(exc.field, exc.message) from exc
 
 
 def normalise_email(email: str) -> str:
@@ -43,7 +56,8 @@ def normalise_email(email: str) -> str:
 
 
 def find_user_by_email(session: Session, email: str) -> User | None:
-    stmt = select(User).where(func.lower(User.email) == normalise_email(email))
+    """The live (not soft-deleted) account with this e-mail, case-insensitively."""
+    stmt = select(User).where(func.lower(User.email) == normalise_email(email), User.deleted_at.is_(None))
     return session.scalars(stmt).first()
 
 
@@ -69,21 +83,73 @@ def create_user(session: Session, *, email: str, name: str, role_name: str, pass
     return user
 
 
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The active user with these credentials, or None; the attempt is audited either way."""
-    user = find_user_by_email(session, email)
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        ok = user is not None and user.is_active
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok or user is None:
-        audit.record(session, "auth.login", object_type="user",
-                     object_id=user.id if user else None, outcome=AuditOutcome.DENIED,
-                     details={"email": normalise_email(email)})
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+def attempt_login(session: Session, email: str, password: str, *, ip: str | None = None,
+                  limits: throttle.Limits | None = None,
+                  mfa_required_roles: tuple[str, ...] = ()) -> LoginResult:
+    """Check a sign-in: throttled per e-mail and per IP, recorded, audited.
+
+    A lockout refuses without looking at the password. A success that still needs a second factor
+    is not counted as a success for throttling until that factor passes (otherwise a stolen
+    password would reset the counter before every few guesses at the code)."""
+    limits = limits or throttle.Limits()
+    email_n = normalise_email(email)
+    lock = throttle.lockout(session, email_n, ip, limits)
+    if lock is not None:
+        audit.record(session, "auth.login", object_type="user", outcome=AuditOutcome.DENIED,
+                     details={"email": email_n, "reason": "locked", "scope": lock.scope})
+        return LoginResult(lockout=lock)
+    user = find_user_by_email(session, email_n)
+    password_ok = passwords.verify(user.password_hash if user else None, password)
+    if not password_ok or user is None or not user.is_active:
+        throttle.record(session, email_n, ip, succeeded=False)
+        reason = "inactive" if password_ok else "wrong credentials"
+        audit.record(session, "auth.login", object_type="user", object_id=user.id if user else None,
+                     outcome=AuditOutcome.DENIED, details={"email": email_n, "reason": reason})
+        return LoginResult()
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.rehash(password)
+    pending = mfa.required_for(user, mfa_required_roles)
+    if not pending:
+        throttle.record(session, email_n, ip, succeeded=True)
+        user.last_login_at = func.now()
+    audit.record(session, "auth.login", object_type="user", object_id=user.id,
+                 details={"mfa": "pending"} if pending else None)
+    return LoginResult(user=user, mfa_pending=pending)
+
+
+def authenticate(session: Session, email: str, password: str, *, ip: str | None = None,
+                 limits: throttle.Limits | None = None) -> User | None:
+    """The active user with these credentials, or None (see attempt_login)."""
+    return attempt_login(session, email, password, ip=ip, limits=limits).user
+
+
+def complete_second_factor(session: Session, user: User, ip: str | None) -> None:
+    """The second factor passed: the sign-in now counts as a success for throttling."""
+    throttle.record(session, user.email, ip, succeeded=True)
     user.last_login_at = func.now()
-    audit.record(session, "auth.login", object_type="user", object_id=user.id)
-    return user
+    session.flush()
+
+
+def change_password(session: Session, user: User, *, current_password: str, new_password: str,
+                    ip: str | None = None, limits: throttle.Limits | None = None) -> int:
+    """Replace the password after checking the current one; ends every session of the user
+    (the caller starts a fresh one for the browser that made the change). Returns how many
+    sessions were ended. IdentityError names the field at fault."""
+    limits = limits or throttle.Limits()
+    lock = throttle.lockout(session, user.email, ip, limits)
+    if lock is not None:
+        audit.record(session, "auth.password.change", object_type="user", object_id=user.id,
+                     outcome=AuditOutcome.DENIED, details={"reason": "locked"})
+        raise IdentityError("current_password", lock.message)
+    if not passwords.verify(user.password_hash, current_password):
+        throttle.record(session, user.email, ip, succeeded=False)
+        audit.record(session, "auth.password.change", object_type="user", object_id=user.id,
+                     outcome=AuditOutcome.DENIED, details={"reason": "wrong current password"})
+        raise IdentityError("current_password", "That is not your current password.")
+    if new_password == current_password:
+        raise IdentityError("new_password", "Choose a password different from the current one.")
+    user.password_hash = hash_password(new_password, field="new_password")
+    ended = sessions.revoke_all_for_user(session, user.id, "password_change")
+    audit.record(session, "auth.password.change", object_type="user", object_id=user.id,
+                 details={"sessions_ended": ended})
+    return ended

@@ -79,7 +79,7 @@ def test_security_headers_on_every_response(client: FlaskClient, path: str) -> N
     assert response.headers["X-Frame-Options"] == "DENY"
     csp = response.headers["Content-Security-Policy"]
     for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-                      "frame-ancestors 'none'", "form-action 'self'", "base-uri 'self'"):
+                      "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"):
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
 
