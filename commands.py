@@ -6,7 +6,9 @@ audited like a web request.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -21,6 +23,7 @@ partitions_cli = AppGroup("partitions", help="Monthly partitions of audit_logs a
 demo_cli = AppGroup("demo", help="Demo data for a development instance.")
 jobs_cli = AppGroup("jobs", help="The job queue (procrastinate).")
 users_cli = AppGroup("users", help="Accounts: create, change role, deactivate.")
+frameworks_cli = AppGroup("frameworks", help="Framework libraries: import and export (docs/framework-format.md).")
 
 
 def _cli_context(command: str) -> context.ActionContext:
@@ -147,9 +150,63 @@ def deactivate_command(email: str) -> None:
     click.echo(f"{email} deactivated" if changed else f"{email} was already inactive")
 
 
+@frameworks_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "ours", "oscal"]), default="auto", show_default=True,
+              help="ours: our JSON/YAML format; oscal: an OSCAL catalog (JSON); auto: by content.")
+@click.option("--title", default=None, help="Import under this title instead of the file's.")
+@click.option("--version", "version_", default=None, help="Import under this version instead of the file's.")
+def import_framework_command(file: Path, fmt: str, title: str | None, version_: str | None) -> None:
+    """Import FILE as a new framework version (the same content again changes nothing)."""
+    from governance.services import framework_io
+
+    with context.acting_as(_cli_context("frameworks import")):
+        try:
+            document = framework_io.load_document(file.read_bytes(), file.name)
+            result = framework_io.import_framework(db.session, document, fmt=fmt, title=title, version=version_)
+        except framework_io.FrameworkIOError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        db.session.commit()
+    name = f"{result.framework.title} {result.framework.version}"
+    if not result.created:
+        click.echo(f"{name} is already imported with this content: nothing changed")
+        return
+    click.echo(f"imported {name} ({result.format}): {result.controls} controls, {result.withdrawn} withdrawn, "
+               f"in {result.seconds:.2f} s")
+
+
+@frameworks_cli.command("export")
+@click.option("--title", required=True)
+@click.option("--version", "version_", required=True)
+@click.option("--format", "fmt", type=click.Choice(["ours", "oscal"]), default="ours", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout (a .yaml / .yml name writes our format as YAML).")
+def export_framework_command(title: str, version_: str, fmt: str, output: Path | None) -> None:
+    """Export one framework version in our format or as an OSCAL catalog."""
+    from governance.services import framework_io
+
+    framework = framework_io.find_framework(db.session, title, version_)
+    if framework is None:
+        raise click.ClickException(f"no framework {title!r} with version {version_!r}")
+    document = framework_io.export_framework(db.session, framework, fmt)
+    if output is not None and output.suffix.lower() in (".yaml", ".yml") and fmt == "ours":
+        import yaml  # type: ignore[import-untyped]
+
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(setup)
     app.cli.add_command(users_cli)
+    app.cli.add_command(frameworks_cli)

@@ -1,12 +1,11 @@
-"""The dashboard and the frameworks list: read-only pages, each a bounded number of queries."""
+"""The dashboard: a read-only page of bounded queries. Frameworks and controls: blueprints/frameworks."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort
+from flask import Blueprint
 from sqlalchemy import ScalarSelect, func, select
 from werkzeug.wrappers import Response
 
@@ -49,38 +48,3 @@ def dashboard() -> Response:
         counts=dashboard_counts(),
         generated_at=datetime.now(UTC),
     )
-
-
-@bp.get("/frameworks")
-@requires("frameworks", "read")
-def frameworks() -> Response:
-    control_counts = (
-        select(Control.framework_id, func.count().label("n"))
-        .where(Control.deleted_at.is_(None))
-        .group_by(Control.framework_id)
-        .subquery()
-    )
-    stmt = (
-        select(Framework, func.coalesce(control_counts.c.n, 0))
-        .outerjoin(control_counts, control_counts.c.framework_id == Framework.id)
-        .where(Framework.deleted_at.is_(None))
-        .order_by(Framework.title, Framework.version)
-    )
-    rows = db.session.execute(stmt).all()
-    return render("main/frameworks.html", frameworks=[(fw, int(n)) for fw, n in rows])
-
-
-@bp.get("/frameworks/<uuid:framework_id>/controls")
-@requires("frameworks", "read")
-def framework_controls(framework_id: uuid.UUID) -> Response:
-    framework = db.session.get(Framework, framework_id)
-    if framework is None or framework.deleted_at is not None:
-        abort(404)
-    stmt = (
-        select(Control)
-        .where(Control.framework_id == framework.id, Control.parent_id.is_(None))
-        .where(Control.deleted_at.is_(None))
-        .order_by(Control.sort_order, Control.ref_id)
-    )
-    controls = db.session.scalars(stmt).all()
-    return render("main/framework_controls.html", block="controls", framework=framework, controls=controls)

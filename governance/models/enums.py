@@ -21,6 +21,8 @@ class ControlStatus(enum.StrEnum):
     DRAFT = "draft"
     ACTIVE = "active"
     DEPRECATED = "deprecated"
+    # Removed by the framework's publisher (OSCAL `status: withdrawn`); kept so references resolve.
+    WITHDRAWN = "withdrawn"
 
 
 class MappingRelationship(enum.StrEnum):

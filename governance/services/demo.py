@@ -16,9 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance.models.enums import FrameworkStatus
-from governance.models.frameworks import Control, Framework
-from governance.services import audit, identity
+from governance.models.frameworks import Framework
+from governance.services import framework_io, identity
 
 LIBRARY = Path(__file__).resolve().parent.parent / "libraries" / "nist-ai-rmf-1.0.json"
 DEMO_USERS = (
@@ -28,6 +27,7 @@ DEMO_USERS = (
     ("auditor", "auditor@demo.example", "Aud Itor"),
 )
 CREDENTIALS_FILE = "demo-credentials.txt"
+AI_RMF_TITLE, AI_RMF_VERSION = "NIST AI RMF", "1.0"
 
 
 @dataclass
@@ -63,45 +63,35 @@ def _save_credentials(instance_dir: Path, users: list[tuple[str, str, str]]) -> 
         handle.write("\n".join(lines) + "\n")
 
 
-def _load_ai_rmf(session: Session, result: DemoResult) -> None:
+def ai_rmf_document() -> dict[str, Any]:
+    """The AI RMF library (functions → categories → subcategories) in our framework format."""
     data: dict[str, Any] = json.loads(LIBRARY.read_text(encoding="utf-8"))
-    title, version = "NIST AI RMF", "1.0"
-    result.framework = f"{title} {version}"
+    return {
+        "format_version": 1, "title": AI_RMF_TITLE, "version": AI_RMF_VERSION, "region": "US",
+        "source": data["source"]["document"], "license": data["license"], "status": "active",
+        "description": "Artificial Intelligence Risk Management Framework (NIST AI 100-1): "
+                       "the Core's functions, categories and subcategories.",
+        "controls": [
+            {"ref_id": function["id"], "title": function["title"], "assessable": False, "children": [
+                {"ref_id": category["id"], "title": category["title"], "text": category["title"],
+                 "assessable": False, "children": [
+                     {"ref_id": sub["id"], "title": sub["text"][:500], "text": sub["text"]}
+                     for sub in category["subcategories"]]}
+                for category in function["categories"]]}
+            for function in data["functions"]],
+    }
+
+
+def _load_ai_rmf(session: Session, result: DemoResult) -> None:
+    result.framework = f"{AI_RMF_TITLE} {AI_RMF_VERSION}"
     existing = session.scalars(
-        select(Framework).where(Framework.title == title, Framework.version == version)
+        select(Framework).where(Framework.title == AI_RMF_TITLE, Framework.version == AI_RMF_VERSION)
     ).first()
-    if existing is not None:
+    if existing is not None:  # present (perhaps edited since): a demo load never touches it
         return
-    framework = Framework(
-        title=title, version=version, region="US", status=FrameworkStatus.ACTIVE,
-        source=data["source"]["document"], license=data["license"],
-        description="Artificial Intelligence Risk Management Framework (NIST AI 100-1): "
-                    "the Core's functions, categories and subcategories.",
-    )
-    session.add(framework)
-    session.flush()
-    order = 0
-
-    def add(ref_id: str, title: str, text: str | None, parent: Control | None, assessable: bool) -> Control:
-        nonlocal order
-        order += 1
-        control = Control(framework_id=framework.id, parent_id=parent.id if parent else None,
-                          ref_id=ref_id, title=title[:500], text=text, assessable=assessable,
-                          sort_order=order)
-        session.add(control)
-        session.flush()
-        return control
-
-    for function in data["functions"]:
-        fn = add(function["id"], function["title"], None, None, False)
-        for category in function["categories"]:
-            cat = add(category["id"], category["title"], category["title"], fn, False)
-            for sub in category["subcategories"]:
-                add(sub["id"], sub["text"], sub["text"], cat, True)
-    result.framework_created = True
-    result.controls = order
-    audit.record(session, "framework.import", object_type="framework", object_id=framework.id,
-                 after={"title": title, "version": version, "controls": order})
+    imported = framework_io.import_framework(session, ai_rmf_document(), fmt="ours")
+    result.framework_created = imported.created
+    result.controls = imported.controls
 
 
 def describe(result: DemoResult, instance_dir: Path) -> str:

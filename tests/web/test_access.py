@@ -61,8 +61,16 @@ ADMIN = {"admin"}
 # test_every_endpoint_is_in_the_matrix until it is added here.
 MATRIX: dict[str, set[str]] = {
     "main.dashboard": EVERYONE,
-    "main.frameworks": EVERYONE,
-    "main.framework_controls": EVERYONE,
+    "frameworks.index": EVERYONE,
+    "frameworks.framework": EVERYONE,
+    "frameworks.children": EVERYONE,
+    "frameworks.control": EVERYONE,
+    "frameworks.edit_control": {"admin", "compliance_officer"},
+    "frameworks.update_control": {"admin", "compliance_officer"},
+    "frameworks.delete_control": {"admin", "compliance_officer"},
+    "frameworks.restore_control": {"admin", "compliance_officer"},
+    "framework_import.upload": {"admin", "compliance_officer"},
+    "framework_import.export": EVERYONE,
     "auth.logout": EVERYONE,
     "auth.change_password": EVERYONE,
     "auth.mfa_setup": EVERYONE,
