@@ -203,6 +203,121 @@ def export_framework_command(title: str, version_: str, fmt: str, output: Path |
         click.echo(f"wrote {output}")
 
 
+@frameworks_cli.command("load-library")
+@click.argument("name", required=False)
+@click.option("--all", "load_all", is_flag=True, help="Load every shipped library.")
+def load_library_command(name: str | None, load_all: bool) -> None:
+    """Load a framework library shipped with the product (governance/libraries), or --all of them.
+
+    Each library is its own transaction; one already loaded with the same content is left as it is."""
+    import time
+
+    from governance.services import framework_io, libraries
+
+    if bool(name) == load_all:
+        raise click.UsageError(f"give a library NAME or --all (libraries: {', '.join(libraries.LIBRARIES)})")
+    names = list(libraries.LIBRARIES) if load_all else [str(name)]
+    started = time.perf_counter()
+    failed = 0
+    with context.acting_as(_cli_context("frameworks load-library")):
+        for lib_name in names:
+            try:
+                result = libraries.load_library(db.session, lib_name)
+            except framework_io.FrameworkIOError as exc:
+                db.session.rollback()
+                if not load_all:
+                    raise click.ClickException(str(exc)) from exc
+                failed += 1
+                click.echo(f"{lib_name}: failed: {exc}", err=True)
+                continue
+            db.session.commit()
+            label = f"{result.framework.title} {result.framework.version}"
+            state = "loaded" if result.created else "already loaded, unchanged"
+            click.echo(f"{lib_name}: {label} {state}: {result.controls} controls "
+                       f"({result.withdrawn} withdrawn) in {result.seconds:.2f} s")
+    with context.acting_as(_cli_context("frameworks load-library")):
+        from governance.services import mappings
+
+        sets = mappings.load_available_mapping_sets(db.session)
+        db.session.commit()
+    for set_name, outcome in sets.items():
+        click.echo(f"mapping set {set_name}: {outcome.created} created, {outcome.updated} updated, "
+                   f"{outcome.unchanged} unchanged")
+    click.echo(f"{len(names) - failed} of {len(names)} libraries in {time.perf_counter() - started:.2f} s")
+    if failed:
+        raise click.ClickException(f"{failed} library(ies) failed to load")
+
+mappings_cli = AppGroup("mappings", help="Control-to-control mappings (crosswalks): import, export, shipped sets.")
+
+
+@mappings_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", "origin", default=None,
+              help="Label the mappings' origin (default: the JSON file's `source`, else its name; CSV: none).")
+def import_mappings_command(file: Path, origin: str | None) -> None:
+    """Import a mapping set FILE (.json or .csv); identical rows are left as they are."""
+    from governance.services import mappings
+
+    with context.acting_as(_cli_context("mappings import")):
+        try:
+            spec = mappings.load_document(file.read_bytes(), file.name, source=origin)
+            result = mappings.import_mapping_set(db.session, spec)
+        except mappings.MappingIOError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        db.session.commit()
+    click.echo(f"imported {file.name}: {result.created} created, {result.updated} updated, "
+               f"{result.unchanged} unchanged")
+
+
+@mappings_cli.command("export")
+@click.option("--source-title", required=True)
+@click.option("--source-version", required=True)
+@click.option("--target-title", required=True)
+@click.option("--target-version", required=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")
+def export_mappings_command(source_title: str, source_version: str, target_title: str, target_version: str,
+                            fmt: str, output: Path | None) -> None:
+    """Export the mappings from one framework version's controls to another's."""
+    from governance.services import mappings
+
+    ends = []
+    for title, version in ((source_title, source_version), (target_title, target_version)):
+        framework = mappings.find_framework(db.session, title, version)
+        if framework is None:
+            raise click.ClickException(f"no framework {title!r} with version {version!r}")
+        ends.append(framework)
+    text = mappings.export_mapping_set(db.session, ends[0], ends[1], fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+@mappings_cli.command("load")
+@click.argument("name", required=False)
+@click.option("--all", "load_all", is_flag=True, help="Load every shipped mapping set.")
+def load_mappings_command(name: str | None, load_all: bool) -> None:
+    """Load a shipped mapping set NAME (see governance/libraries/mappings), or --all of them."""
+    from governance.services import mappings
+
+    if bool(name) == load_all:
+        raise click.UsageError(f"give a set NAME or --all (sets: {', '.join(mappings.shipped_sets())})")
+    with context.acting_as(_cli_context("mappings load")):
+        try:
+            results = (mappings.load_all_mapping_sets(db.session) if load_all
+                       else {str(name): mappings.load_mapping_set(db.session, str(name))})
+        except mappings.MappingIOError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        db.session.commit()
+    for set_name, result in results.items():
+        click.echo(f"{set_name}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)
@@ -210,3 +325,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(setup)
     app.cli.add_command(users_cli)
     app.cli.add_command(frameworks_cli)
+    app.cli.add_command(mappings_cli)

@@ -87,3 +87,51 @@ def export(framework_id: uuid.UUID) -> Response:
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = f'attachment; filename="{_filename(framework, fmt)}"'
     return response
+
+
+@bp.get("/frameworks/libraries")
+@requires("frameworks", "read")
+def libraries() -> Response:
+    """The libraries shipped with the product, and whether each is loaded (one query)."""
+    from sqlalchemy import select, tuple_
+
+    from governance.services import libraries as library_service
+
+    pairs = [(lib.title, lib.version) for lib in library_service.LIBRARIES.values()]
+    loaded = {
+        (title, version): framework_id
+        for framework_id, title, version in db.session.execute(
+            select(Framework.id, Framework.title, Framework.version).where(
+                tuple_(Framework.title, Framework.version).in_(pairs))
+        ).all()
+    }
+    rows = [(lib, loaded.get((lib.title, lib.version))) for lib in library_service.LIBRARIES.values()]
+    return render("frameworks/libraries.html", rows=rows)
+
+
+@bp.post("/frameworks/libraries/<name>")
+@requires("frameworks", "create")
+def load_library(name: str) -> Response:
+    from governance.services import libraries as library_service
+
+    if name not in library_service.LIBRARIES:
+        abort(404)
+    try:
+        result = library_service.load_library(db.session, name)
+    except framework_io.FrameworkIOError as exc:
+        db.session.rollback()
+        flash(f"The library {name} could not be loaded: {exc.message}", "error")
+        return redirect("/frameworks/libraries", code=303)
+    from governance.services import mappings
+
+    sets = mappings.load_available_mapping_sets(db.session)  # its crosswalks come with it
+    db.session.commit()
+    label = f"{result.framework.title} {result.framework.version}"
+    new_links = sum(outcome.created for outcome in sets.values())
+    if new_links:
+        flash(f"Added {new_links} mappings from the shipped crosswalks.", "info")
+    if result.created:
+        flash(f"Loaded {label}: {result.controls} controls.", "success")
+    else:
+        flash(f"{label} was already loaded; nothing changed.", "info")
+    return redirect("/frameworks/libraries", code=303)

@@ -26,13 +26,14 @@ class ControlStatus(enum.StrEnum):
 
 
 class MappingRelationship(enum.StrEnum):
-    """Set-theory relationships of a crosswalk (the NIST OLIR vocabulary)."""
+    """Set-theory relationships of a crosswalk, in the NIST OLIR words (NIST IR 8278A): source is
+    equal to / a subset of / a superset of / intersects with / is related to the target."""
 
-    EQUIVALENT = "equivalent"
+    EQUAL = "equal"
     SUBSET_OF = "subset_of"
     SUPERSET_OF = "superset_of"
-    INTERSECTS = "intersects"
-    RELATED = "related"
+    INTERSECTS_WITH = "intersects_with"
+    RELATED_TO = "related_to"
 
 
 class Severity(enum.StrEnum):

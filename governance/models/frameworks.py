@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -137,6 +138,7 @@ class Mapping(UUIDPk, Timestamps, Base):
         # Unique pair; its leading column is the FK index of source_control_id.
         UniqueConstraint("source_control_id", "target_control_id"),
         CheckConstraint("source_control_id <> target_control_id", name="distinct_controls"),
+        CheckConstraint("strength BETWEEN 1 AND 10", name="strength_range"),
     )
 
     source_control_id: Mapped[uuid.UUID] = mapped_column(
@@ -149,10 +151,13 @@ class Mapping(UUIDPk, Timestamps, Base):
         "relationship",
         pg_enum(MappingRelationship),
         nullable=False,
-        server_default=MappingRelationship.RELATED.value,
+        server_default=MappingRelationship.RELATED_TO.value,
     )
+    # Optional strength of the relationship, 1 (weak) .. 10 (the target fully covers the source).
+    strength: Mapped[int | None] = mapped_column(SmallInteger)
     rationale: Mapped[str | None] = mapped_column(Text)
-    # Where the crosswalk comes from (e.g. "NIST AI RMF to ISO/IEC 42001 crosswalk, 2023").
+    # Where the crosswalk comes from: the imported set's `source` (else its name), e.g. "AI Governance
+    # Platform project mapping — not an official …"; never a publisher's name unless it is theirs.
     source: Mapped[str | None] = mapped_column(String(500))
 
     source_control: Mapped[Control] = relationship(foreign_keys=[source_control_id])

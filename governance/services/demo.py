@@ -7,7 +7,6 @@ once and kept in instance/demo-credentials.txt (mode 0600) so a developer can fi
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.models.frameworks import Framework
-from governance.services import framework_io, identity
+from governance.services import identity, libraries
 
-LIBRARY = Path(__file__).resolve().parent.parent / "libraries" / "nist-ai-rmf-1.0.json"
+LIBRARY = libraries.LIBRARIES["nist-ai-rmf"].path
 DEMO_USERS = (
     ("admin", "admin@demo.example", "Ada Admin"),
     ("compliance_officer", "officer@demo.example", "Cora Compliance"),
@@ -27,7 +26,7 @@ DEMO_USERS = (
     ("auditor", "auditor@demo.example", "Aud Itor"),
 )
 CREDENTIALS_FILE = "demo-credentials.txt"
-AI_RMF_TITLE, AI_RMF_VERSION = "NIST AI RMF", "1.0"
+AI_RMF_TITLE, AI_RMF_VERSION = libraries.LIBRARIES["nist-ai-rmf"].title, libraries.LIBRARIES["nist-ai-rmf"].version
 
 
 @dataclass
@@ -64,22 +63,8 @@ def _save_credentials(instance_dir: Path, users: list[tuple[str, str, str]]) -> 
 
 
 def ai_rmf_document() -> dict[str, Any]:
-    """The AI RMF library (functions → categories → subcategories) in our framework format."""
-    data: dict[str, Any] = json.loads(LIBRARY.read_text(encoding="utf-8"))
-    return {
-        "format_version": 1, "title": AI_RMF_TITLE, "version": AI_RMF_VERSION, "region": "US",
-        "source": data["source"]["document"], "license": data["license"], "status": "active",
-        "description": "Artificial Intelligence Risk Management Framework (NIST AI 100-1): "
-                       "the Core's functions, categories and subcategories.",
-        "controls": [
-            {"ref_id": function["id"], "title": function["title"], "assessable": False, "children": [
-                {"ref_id": category["id"], "title": category["title"], "text": category["title"],
-                 "assessable": False, "children": [
-                     {"ref_id": sub["id"], "title": sub["text"][:500], "text": sub["text"]}
-                     for sub in category["subcategories"]]}
-                for category in function["categories"]]}
-            for function in data["functions"]],
-    }
+    """The AI RMF library in our framework format (kept for callers; see services.libraries)."""
+    return libraries.ai_rmf_document()
 
 
 def _load_ai_rmf(session: Session, result: DemoResult) -> None:
@@ -89,7 +74,7 @@ def _load_ai_rmf(session: Session, result: DemoResult) -> None:
     ).first()
     if existing is not None:  # present (perhaps edited since): a demo load never touches it
         return
-    imported = framework_io.import_framework(session, ai_rmf_document(), fmt="ours")
+    imported = libraries.load_library(session, "nist-ai-rmf")
     result.framework_created = imported.created
     result.controls = imported.controls
 

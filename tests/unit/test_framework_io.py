@@ -4,6 +4,7 @@ conflicts refused, one transaction, round trips, the `flask frameworks` CLI and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -26,18 +27,29 @@ SP800_53 = "NIST_SP-800-53_rev5_catalog.json"
 CSF_2 = "NIST_CSF_v2.0_catalog.json"
 
 
+# The NIST files ship in the repository byte for byte (governance/libraries/); these are the sha256 sums
+# recorded for the published files (see governance/libraries/README.md), so a test run proves the copies.
+PUBLISHED_SHA256 = {
+    SP800_53: "95e025bfdc248269efb10ee2621b7a211116a2ef3a82f39676f7c5eb9c8acb64",
+    CSF_2: "4836943f21d393f2821df85ada4e6f3c0617243b4ddf44263fe68205400210b4",
+}
+SOURCE_FOLDERS = (config.ROOT / "governance" / "libraries" / "sources", config.ROOT / "governance" / "libraries")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Callable[[str], Path]:
-    """shared_data(name): a file of ../shared/data beside the checkout (also in CI, where a copy of
-    shared/ sits beside the fresh clone). A missing file fails the test: it is never skipped."""
-    folder = config.ROOT.parent / "shared" / "data"
+    """shared_data(name): a source file shipped in the repository, checked against its published sha256.
+    A missing or altered file fails the test: it is never skipped."""
 
     def locate(name: str) -> Path:
-        path = folder / name
-        if not path.is_file():
-            pytest.fail(f"test data {path} is missing: put a copy of shared/ beside the checkout "
-                        f"({config.ROOT.parent}/shared/data/{name})")
-        return path
+        for folder in SOURCE_FOLDERS:
+            path = folder / name
+            if path.is_file():
+                if name in PUBLISHED_SHA256:
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    assert digest == PUBLISHED_SHA256[name], f"{path} differs from the published file"
+                return path
+        pytest.fail(f"source file {name} is missing from {', '.join(map(str, SOURCE_FOLDERS))}")
 
     return locate
 

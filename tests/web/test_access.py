@@ -71,6 +71,8 @@ MATRIX: dict[str, set[str]] = {
     "frameworks.restore_control": {"admin", "compliance_officer"},
     "framework_import.upload": {"admin", "compliance_officer"},
     "framework_import.export": EVERYONE,
+    "framework_import.libraries": EVERYONE,
+    "framework_import.load_library": {"admin", "compliance_officer"},
     "auth.logout": EVERYONE,
     "auth.change_password": EVERYONE,
     "auth.mfa_setup": EVERYONE,

@@ -131,3 +131,52 @@ def test_import_and_export_are_offered_only_where_allowed(client, login_as, db_s
 def test_compliance_officers_see_the_import_link(client, login_as) -> None:
     login_as("compliance_officer")
     assert "/frameworks/import" in client.get("/frameworks").get_data(as_text=True)
+
+
+def test_the_libraries_page_loads_a_library_once(client, login_as, csrf_token, db_session) -> None:
+    login_as("compliance_officer")
+    page = client.get("/frameworks/libraries")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Load OWASP Top 10 for LLM Applications" in html
+    token = csrf_token(html)
+    first = client.post("/frameworks/libraries/owasp-llm", data={"csrf_token": token})
+    assert first.status_code == 303
+    framework = db_session.scalars(select(Framework).where(
+        Framework.title == "OWASP Top 10 for LLM Applications", Framework.version == "2025")).one()
+    assert db_session.scalar(select(func.count()).select_from(Control).where(
+        Control.framework_id == framework.id)) == 10
+    after = client.get("/frameworks/libraries").get_data(as_text=True)
+    assert "Loaded " in after and "Load OWASP Top 10 for LLM Applications" not in after
+    again = client.post("/frameworks/libraries/owasp-llm", data={"csrf_token": token}, follow_redirects=True)
+    assert "already loaded; nothing changed" in again.get_data(as_text=True)
+    assert db_session.scalar(select(func.count()).select_from(Framework).where(
+        Framework.title == "OWASP Top 10 for LLM Applications")) == 1
+
+
+def test_engineers_see_the_libraries_but_cannot_load_them(client, login_as, csrf_token) -> None:
+    login_as("engineer")
+    html = client.get("/frameworks/libraries").get_data(as_text=True)
+    assert "Load OWASP" not in html
+    response = client.post("/frameworks/libraries/owasp-llm", data={"csrf_token": csrf_token(
+        client.get("/").get_data(as_text=True))})
+    assert response.status_code == 403
+
+
+def test_an_unknown_library_is_404(client, login_as, csrf_token) -> None:
+    login_as("admin")
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    assert client.post("/frameworks/libraries/nope", data={"csrf_token": token}).status_code == 404
+
+
+def test_loading_a_library_brings_its_crosswalks(client, login_as, csrf_token, db_session) -> None:
+    from governance.models.frameworks import Mapping
+    from governance.services import libraries
+
+    libraries.load_library(db_session, "nist-ai-rmf")
+    db_session.commit()
+    login_as("compliance_officer")
+    token = csrf_token(client.get("/frameworks/libraries").get_data(as_text=True))
+    page = client.post("/frameworks/libraries/iso-42001", data={"csrf_token": token}, follow_redirects=True)
+    assert "Added 57 mappings from the shipped crosswalks." in page.get_data(as_text=True)
+    assert db_session.scalar(select(func.count()).select_from(Mapping)) == 57

@@ -58,7 +58,7 @@ def _control(fw: Framework, ref_id: str, title: str, *, text: str | None = None,
     return control
 
 
-def _map(source: Control, target: Control, relationship: MappingRelationship = MappingRelationship.RELATED,
+def _map(source: Control, target: Control, relationship: MappingRelationship = MappingRelationship.RELATED_TO,
          rationale: str | None = None) -> Mapping:
     mapping = Mapping(source_control_id=source.id, target_control_id=target.id, relationship_type=relationship,
                       rationale=rationale)
@@ -230,7 +230,7 @@ def test_control_page_shows_breadcrumb_text_mappings_both_ways_and_later_section
     b1 = _control(b, "B-5.2", "AI policy")
     c1 = _control(c, "ART-9", "Risk management system")
     _map(a1, b1, MappingRelationship.SUBSET_OF, "Policy covers legal duties")
-    _map(c1, a1, MappingRelationship.EQUIVALENT, "Same obligation")
+    _map(c1, a1, MappingRelationship.EQUAL, "Same obligation")
 
     html = client.get(f"/controls/{a1.id}").get_data(as_text=True)
     assert "Legal requirements" in html and "Requirements are &lt;em&gt;understood&lt;/em&gt;." in html
@@ -239,7 +239,7 @@ def test_control_page_shows_breadcrumb_text_mappings_both_ways_and_later_section
     assert "Alpha RMF" in crumbs.group(0) and f'href="/controls/{parent.id}"' in crumbs.group(0)
     assert f'href="/controls/{b1.id}"' in html and f'href="/controls/{c1.id}"' in html
     assert "GOV-1.1 is subset of B-5.2" in html and "Policy covers legal duties" in html
-    assert "ART-9 is equivalent GOV-1.1" in html and "Same obligation" in html
+    assert "ART-9 is equal GOV-1.1" in html and "Same obligation" in html
     for section in ("control-checks", "control-evidence", "control-tasks"):
         assert f'id="{section}"' in html
     assert "later release" in html
