@@ -13,6 +13,7 @@ and must see committed rows, use `clean_database` instead, which truncates after
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import os
@@ -28,7 +29,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from psycopg import sql
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import config
@@ -326,3 +327,19 @@ def clean_database(app: Flask) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return config.ROOT
+
+
+@contextlib.contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """Collect the SQL statements the app's engine runs inside the block (pages must run a bounded
+    number whatever the row count: DESIGN.md, conventions 8)."""
+    statements: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)

@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session, aliased
 from governance.models.enums import MappingRelationship
 from governance.models.frameworks import Control, Framework, Mapping
 from governance.services import audit
+from governance.services.framework_io.model import InputFileError
 
 FORMAT_VERSION = 1
-MAX_ERRORS = 20
 MAX_SOURCE = 500  # mappings.source is varchar(500)
 STRENGTH_MIN, STRENGTH_MAX = 1, 10
 CSV_HEADER = ("source_framework", "source_version", "source_ref", "relationship", "target_framework",
@@ -55,21 +55,8 @@ RELATIONSHIP_ALIASES = {"equivalent": "equal", "intersects": "intersects_with", 
                         "subset": "subset_of", "superset": "superset_of"}
 
 
-class MappingIOError(Exception):
+class MappingIOError(InputFileError):
     """A mapping set that cannot be imported or exported; nothing was written."""
-
-    def __init__(self, message: str, errors: list[str] | None = None) -> None:
-        self.message = message
-        self.errors = errors or []
-        super().__init__(self.describe())
-
-    def describe(self) -> str:
-        if not self.errors:
-            return self.message
-        shown = [f"  {e}" for e in self.errors[:MAX_ERRORS]]
-        if len(self.errors) > MAX_ERRORS:
-            shown.append(f"  … and {len(self.errors) - MAX_ERRORS} more")
-        return "\n".join([self.message, *shown])
 
 
 class MissingFrameworkError(MappingIOError):

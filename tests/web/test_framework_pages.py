@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 
 from blueprints.frameworks import routes as framework_routes
 from extensions import db
 from governance.models.audit import AuditLog
 from governance.models.enums import MappingRelationship
 from governance.models.frameworks import Control, Framework, Mapping
+from tests.conftest import count_statements
 
 HX = {"HX-Request": "true"}
 
@@ -28,18 +28,6 @@ def _is_full_page(html: str) -> bool:
     return "<html" in html and "</html>" in html
 
 
-@contextmanager
-def count_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", before)
 
 
 def _framework(title: str, version: str = "1.0", **kwargs: Any) -> Framework:

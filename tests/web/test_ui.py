@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from blueprints import web
 from blueprints.errors.routes import CSRF_MESSAGE
 from extensions import db
 from governance.models.frameworks import Control, Framework
+from tests.conftest import count_statements
 
 HX = {"HX-Request": "true"}
 
@@ -285,18 +284,6 @@ def test_dashboard_refresh_is_an_htmx_swap_of_the_counts_block(
     assert _is_full_page(boosted.get_data(as_text=True))
 
 
-@contextmanager
-def count_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", before)
 
 
 def test_dashboard_counts_take_one_statement(client: FlaskClient, login_as: Callable[[str], Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -32,12 +32,13 @@ class FieldError:
         return f"{self.pointer or '/'}: {self.message}"
 
 
-class FrameworkIOError(Exception):
-    """A file that cannot be imported (or a framework that cannot be exported); nothing was written."""
+class InputFileError(Exception):
+    """A file that cannot be imported or exported; nothing was written. `errors` name each place
+    (a field's JSON pointer, a CSV line); the message lists the first MAX_ERRORS of them."""
 
-    def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
+    def __init__(self, message: str, errors: Sequence[object] | None = None) -> None:
         self.message = message
-        self.errors = errors or []
+        self.errors: list[Any] = list(errors or [])
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -48,6 +49,12 @@ class FrameworkIOError(Exception):
         if more > 0:
             shown.append(f"  … and {more} more")
         return "\n".join([self.message, *shown])
+
+
+class FrameworkIOError(InputFileError):
+    """A framework file that cannot be imported (or a framework that cannot be exported)."""
+
+    errors: list[FieldError]  # type: ignore[assignment]
 
 
 class FrameworkFormatError(FrameworkIOError):
