@@ -83,6 +83,12 @@ def _mfa_pending() -> bool:
     return row is not None and row.mfa_verified_at is None and mfa.required_for(current_user, _mfa_roles())
 
 
+@bp.app_context_processor
+def mfa_state() -> dict[str, Any]:
+    """Templates offer no page a session that still owes its second factor could not open."""
+    return {"mfa_pending": _mfa_pending}
+
+
 @bp.before_app_request
 def require_mfa() -> Response | None:
     """A session that owes its second factor reaches only the MFA pages and logout."""

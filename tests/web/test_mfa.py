@@ -62,13 +62,19 @@ def test_an_admin_must_enrol_before_reaching_anything(client, sign_in, make_user
         blocked = client.get(path)
         assert blocked.status_code == 302 and blocked.headers["Location"] == "/account/mfa/setup", path
 
+    # While the second factor is owed, the page offers only finishing it, or signing out.
+    setup_page = client.get("/account/mfa/setup").get_data(as_text=True)
+    assert 'href="/frameworks"' not in setup_page and 'href="/account/password"' not in setup_page
+    assert 'action="/logout"' in setup_page
+
     wrong = _post(client, csrf_token, "/account/mfa/setup", code="000000")
     assert wrong.status_code == 422 and "That code is not right." in wrong.get_data(as_text=True)
     assert client.get("/").status_code == 302
 
     _totp, codes = _enrol(client, csrf_token, db_session, admin)
     assert len(codes) == 10 and len(set(codes)) == 10
-    assert client.get("/").status_code == 200
+    dashboard = client.get("/")
+    assert dashboard.status_code == 200 and 'href="/frameworks"' in dashboard.get_data(as_text=True)
     db_session.refresh(admin)
     assert admin.mfa_enabled_at is not None
     stored = db_session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == admin.id)).all()
