@@ -97,6 +97,25 @@ class Settings:
     denial_alert_window_minutes: int = 5
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
     proxy_fix_hops: int = 0
+    # Evidence (docs/evidence.md)
+    evidence_max_bytes: int = 2 * 1024**3
+    evidence_zip_max_entries: int = 10_000
+    evidence_zip_max_uncompressed_bytes: int = 8 * 1024**3
+    evidence_zip_max_ratio: int = 200
+    # Approved revisions are put under S3 object lock (where the store supports it) for this long.
+    evidence_lock_days: int = 1095
+    evidence_lock_mode: str = "GOVERNANCE"
+    # Owners are told this many days before their evidence expires.
+    evidence_expiry_notice_days: int = 14
+    # E-mail (notifications): nothing is sent while SMTP_HOST is empty.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "governance@localhost"
+    # Absolute base URL for links in e-mails (e.g. https://governance.example.org).
+    public_base_url: str = "http://127.0.0.1:5000"
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -148,7 +167,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         denial_alert_threshold=_int(env, "DENIAL_ALERT_THRESHOLD", 10),
         denial_alert_window_minutes=_int(env, "DENIAL_ALERT_WINDOW_MINUTES", 5),
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
+        evidence_max_bytes=_int(env, "EVIDENCE_MAX_BYTES", 2 * 1024**3),
+        evidence_zip_max_entries=_int(env, "EVIDENCE_ZIP_MAX_ENTRIES", 10_000),
+        evidence_zip_max_uncompressed_bytes=_int(env, "EVIDENCE_ZIP_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3),
+        evidence_zip_max_ratio=_int(env, "EVIDENCE_ZIP_MAX_RATIO", 200),
+        evidence_lock_days=_int(env, "EVIDENCE_LOCK_DAYS", 1095),
+        evidence_lock_mode=(env.get("EVIDENCE_LOCK_MODE") or "GOVERNANCE").upper(),
+        evidence_expiry_notice_days=_int(env, "EVIDENCE_EXPIRY_NOTICE_DAYS", 14),
+        smtp_host=env.get("SMTP_HOST") or None,
+        smtp_port=_int(env, "SMTP_PORT", 587),
+        smtp_username=_read(env, "SMTP_USERNAME"),
+        smtp_password=_read(env, "SMTP_PASSWORD"),
+        smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+        smtp_from=env.get("SMTP_FROM") or "governance@localhost",
+        public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
     )
+    if settings.evidence_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
+        raise ConfigError(f"EVIDENCE_LOCK_MODE must be GOVERNANCE or COMPLIANCE, got {settings.evidence_lock_mode!r}")
     if settings.production:
         check_production(settings)
     return settings

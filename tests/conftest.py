@@ -302,9 +302,7 @@ def storage(app: Flask, s3_server: embedded.S3State) -> Iterator[Storage]:
         yield store
     finally:
         app.extensions["storage"] = original
-        for obj in store.client.list_objects(bucket, recursive=True, include_version=True):
-            store.client.remove_object(bucket, obj.object_name or "", version_id=obj.version_id)
-        store.client.remove_bucket(bucket)
+        store.purge_bucket()
 
 
 def truncate_all(app: Flask) -> None:
@@ -343,3 +341,50 @@ def count_statements() -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(db.engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def make_control(db_session: scoped_session[Session]) -> Callable[..., Any]:
+    """make_control(ref_id="GV-1", title=..., framework=None): a live control (in a new framework
+    unless one is given), committed."""
+    from governance.models.frameworks import Control, Framework
+
+    def make(ref_id: str = "GV-1", title: str = "Policies are in place", framework: Any = None) -> Any:
+        if framework is None:
+            framework = Framework(title=f"Test framework {uuid.uuid4().hex[:6]}", version="1.0")
+            db_session.add(framework)
+            db_session.flush()
+        control = Control(framework_id=framework.id, ref_id=ref_id, title=title)
+        db_session.add(control)
+        db_session.commit()
+        return control
+
+    return make
+
+
+@pytest.fixture
+def make_evidence(db_session: scoped_session[Session], storage: Storage) -> Callable[..., Any]:
+    """make_evidence(uploader, data=b"...", name=..., control=None, filename="report.pdf",
+    content_type=..., submit=True, **meta): evidence with one revision whose object really is in
+    the test's bucket (stored directly, not through the upload pipeline), committed."""
+    import hashlib
+
+    from governance.services import evidence as evidence_service
+
+    def make(uploader: Any, data: bytes = b"%PDF-1.4 test evidence\n", *, name: str = "Access review Q3",
+             control: Any = None, filename: str = "report.pdf", content_type: str = "application/pdf",
+             submit: bool = True, **meta: str) -> Any:
+        evidence_id = uuid.uuid4()
+        key = evidence_service.object_key(evidence_id)
+        stored = storage.put(key, data, content_type=content_type)
+        upload = evidence_service.StoredUpload(
+            bucket=storage.bucket, key=key, version_id=stored.version_id, size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), content_type=content_type, filename=filename)
+        evidence = evidence_service.create_evidence(
+            db_session(), evidence_id=evidence_id, meta=evidence_service.validate_meta({"name": name, **meta}),
+            upload=upload, uploaded_by_id=uploader.id, control_id=control.id if control is not None else None,
+            submit=submit)
+        db_session.commit()
+        return evidence
+
+    return make

@@ -23,9 +23,10 @@ from governance.models.enums import (
     Severity,
     TaskStatus,
 )
-from governance.models.evidence import Evidence, EvidenceLink
+from governance.models.evidence import Evidence, EvidenceLink, EvidenceReview, EvidenceRevision
 from governance.models.frameworks import Control, Framework, Mapping
 from governance.models.identity import LoginAttempt, Permission, RecoveryCode, Role, User, UserSession
+from governance.models.notifications import Notification
 from governance.models.probes import Check, Probe, Result
 from governance.models.scoring import Metric, Score
 from governance.models.soft_delete import INCLUDE_DELETED, install_soft_delete_filter
@@ -46,6 +47,8 @@ __all__ = [
     "ControlStatus",
     "Evidence",
     "EvidenceLink",
+    "EvidenceReview",
+    "EvidenceRevision",
     "EvidenceStatus",
     "Framework",
     "FrameworkStatus",
@@ -53,6 +56,7 @@ __all__ = [
     "Mapping",
     "MappingRelationship",
     "Metric",
+    "Notification",
     "Permission",
     "Probe",
     "ProbeStatus",

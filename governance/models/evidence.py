@@ -1,4 +1,5 @@
-"""evidence (metadata of objects in the S3/MinIO store) and evidence_links."""
+"""evidence (metadata of objects in the S3/MinIO store), its numbered revisions and their reviews,
+and evidence_links."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     text,
@@ -36,10 +38,14 @@ EVIDENCE_SEARCH_EXPR = (
 
 
 class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
-    """Metadata of one stored object (one-to-one with its object: object_key is unique).
+    """One piece of evidence: its metadata, and (bucket, object_key, size, type, sha256) of its
+    current revision (one-to-one with that object: object_key is unique).
 
+    Every upload is an EvidenceRevision numbered 1, 2, …; the columns here mirror the newest one so
+    lists read one row. status is the current revision's review state (or expired).
     control_id is the control the evidence was collected for (controls → evidence one-to-many);
-    evidence_links attach it to further controls, checks and tasks.
+    evidence_links attach it to further controls, checks and tasks (including that first control).
+    owner_id is who answers for it (notified before it expires): the first uploader by default.
     """
 
     __tablename__ = "evidence"
@@ -82,6 +88,11 @@ class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
     control_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), index=True
     )
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    # The number of the current (newest) revision; 0 only for rows made without an upload.
+    revision_number: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     status: Mapped[EvidenceStatus] = mapped_column(
         pg_enum(EvidenceStatus), nullable=False, server_default=EvidenceStatus.DRAFT.value
     )
@@ -93,13 +104,95 @@ class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
         mapped_column(TSVECTOR, Computed(EVIDENCE_SEARCH_EXPR, persisted=True))
     )
 
-    uploaded_by: Mapped[User | None] = relationship()
+    uploaded_by: Mapped[User | None] = relationship(foreign_keys=[uploaded_by_id])
+    owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])
     control: Mapped[Control | None] = relationship(back_populates="evidence")
+    revisions: Mapped[list[EvidenceRevision]] = relationship(
+        back_populates="evidence", order_by="EvidenceRevision.number.desc()", passive_deletes="all"
+    )
     links: Mapped[list[EvidenceLink]] = relationship(back_populates="evidence", passive_deletes=True)
     tasks: Mapped[list[Task]] = relationship(back_populates="evidence", passive_deletes="all")
 
     def __repr__(self) -> str:
         return f"<Evidence {self.name}>"
+
+
+class EvidenceRevision(UUIDPk, Timestamps, Base):
+    """One upload of a piece of evidence: its own object (a server-made key, never the user's file
+    name) and S3 version, its hash, and its own review state. A revision is never overwritten: a
+    new upload is a new revision; the bucket is versioned, and an approved revision's object version
+    is put under object lock where the store supports it (locked_until)."""
+
+    __tablename__ = "evidence_revisions"
+    __table_args__ = (
+        Index("uq_evidence_revisions_evidence_id_number", "evidence_id", "number", unique=True),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("size_bytes >= 0", name="size_non_negative"),
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+        CheckConstraint("status IN ('draft', 'in_review', 'approved', 'rejected')", name="status_reviewable"),
+    )
+
+    evidence_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("evidence.id", ondelete="RESTRICT"), nullable=False
+    )
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    bucket: Mapped[str] = mapped_column(String(255), nullable=False)
+    object_key: Mapped[str] = mapped_column(String(1024), nullable=False, unique=True)
+    version_id: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The uploader's file name, cleaned, for display and the download's file name only.
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    status: Mapped[EvidenceStatus] = mapped_column(
+        pg_enum(EvidenceStatus), nullable=False, server_default=EvidenceStatus.IN_REVIEW.value
+    )
+    reviewed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    evidence: Mapped[Evidence] = relationship(back_populates="revisions")
+    uploaded_by: Mapped[User | None] = relationship(foreign_keys=[uploaded_by_id])
+    reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
+    reviews: Mapped[list[EvidenceReview]] = relationship(
+        back_populates="revision", order_by="EvidenceReview.created_at", passive_deletes="all"
+    )
+
+    def __repr__(self) -> str:
+        return f"<EvidenceRevision {self.evidence_id} #{self.number}>"
+
+
+class EvidenceReview(UUIDPk, Timestamps, Base):
+    """The review history: every approve / reject of a revision, with its comment (append-only)."""
+
+    __tablename__ = "evidence_reviews"
+    __table_args__ = (
+        CheckConstraint("decision IN ('approved', 'rejected')", name="decision_is_verdict"),
+    )
+
+    evidence_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("evidence.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    revision_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("evidence_revisions.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    decision: Mapped[EvidenceStatus] = mapped_column(pg_enum(EvidenceStatus), nullable=False)
+    comment: Mapped[str] = mapped_column(Text, nullable=False)
+
+    revision: Mapped[EvidenceRevision] = relationship(back_populates="reviews")
+    reviewer: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<EvidenceReview {self.revision_id} {self.decision}>"
 
 
 class EvidenceLink(UUIDPk, Timestamps, Base):
