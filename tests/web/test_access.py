@@ -83,6 +83,9 @@ MATRIX: dict[str, set[str]] = {
     "admin.reactivate": ADMIN,
     "admin.reset_mfa": ADMIN,
     "admin.sign_out_everywhere": ADMIN,
+    # evidence pages: list, detail, download, review, links (blueprints/evidence)
+    # evidence uploads (blueprints/evidence_upload)
+    # notifications (blueprints/notifications)
 }
 
 # Endpoints that end the caller's own session go last, so the rest run signed in.

@@ -1,0 +1,7 @@
+"""Evidence uploads (being written)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("evidence_upload", __name__)
