@@ -51,7 +51,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
     from governance import jobs
 
     with app.app_context():
-        app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(bind=db.engine))
+        app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(db.engine), app.config)
 
     from blueprints import register_blueprints
 

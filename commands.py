@@ -60,6 +60,8 @@ def load_demo() -> None:
     with context.acting_as(_cli_context("demo load")):
         result = demo.load(db.session, settings.instance_dir)
         db.session.commit()
+        demo.load_evidence(db.session, current_app.extensions["storage"], settings, result)
+        db.session.commit()
     click.echo(demo.describe(result, settings.instance_dir))
     if settings.mfa_required_roles:
         roles = ", ".join(settings.mfa_required_roles)
@@ -318,6 +320,74 @@ def load_mappings_command(name: str | None, load_all: bool) -> None:
         click.echo(f"{set_name}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
 
 
+evidence_cli = AppGroup("evidence", help="Evidence: consistency with the object store, freshness.")
+
+
+@evidence_cli.command("verify")
+@click.option("--no-hash", is_flag=True, help="Compare sizes only (fast); by default the SHA-256 of every "
+              "object version is computed too (streamed).")
+@click.option("--abort-incomplete", is_flag=True,
+              help="Abort multipart uploads under evidence/ begun more than --incomplete-age minutes ago.")
+@click.option("--incomplete-age", default=60, show_default=True, type=click.IntRange(0, None),
+              help="Minutes after which an unfinished multipart upload counts as abandoned.")
+def verify_evidence_command(no_hash: bool, abort_incomplete: bool, incomplete_age: int) -> None:
+    """Check every evidence revision against its object version (exists, size, SHA-256), list object
+    versions no revision names and abandoned multipart uploads.
+
+    Exit status: 0 when all is consistent, 1 when any problem is listed, 2 when the object store
+    cannot be reached."""
+    from datetime import timedelta
+
+    from governance.services import evidence_verify
+
+    with context.acting_as(_cli_context("evidence verify")):
+        report = evidence_verify.verify(db.session, current_app.extensions["storage"], hashed=not no_hash,
+                                        abort_incomplete=abort_incomplete,
+                                        incomplete_age=timedelta(minutes=incomplete_age))
+        db.session.commit()
+    for problem in report.problems:
+        click.echo(problem.line())
+    for upload in report.aborted:
+        click.echo(f"{'ABORTED':<13} {upload['key']}: multipart upload {upload['upload_id']} "
+                   f"begun {upload.get('initiated')} aborted")
+    for upload in report.in_progress:
+        click.echo(f"{'IN PROGRESS':<13} {upload['key']}: multipart upload {upload['upload_id']} begun "
+                   f"{upload.get('initiated')} (younger than {incomplete_age} min: left alone, not a problem)")
+    if report.unreachable:
+        click.echo(f"error: {report.summary()}", err=True)
+        raise click.exceptions.Exit(2)
+    click.echo(report.summary())
+    if not report.clean:
+        raise click.exceptions.Exit(1)
+
+
+@evidence_cli.command("sweep")
+@click.option("--no-email", is_flag=True, help="Only the sweep: leave e-mail to the job queue.")
+def sweep_evidence_command(no_email: bool) -> None:
+    """Run the daily freshness sweep now: expire lapsed evidence, warn owners of what lapses soon
+    (EVIDENCE_EXPIRY_NOTICE_DAYS), then e-mail pending notifications when SMTP is configured."""
+    from sqlalchemy import func, select
+
+    from governance.services import evidence_freshness, mail
+
+    settings = current_app.config["SETTINGS"]
+    with context.acting_as(_cli_context("evidence sweep")):
+        now = db.session.scalar(select(func.now()))
+        result = evidence_freshness.sweep(db.session, settings, now)
+        db.session.commit()
+    days = settings.evidence_expiry_notice_days
+    click.echo(f"expired {result.expired} evidence item(s) ({result.expired_notified} owner notice(s)); "
+               f"{result.expiring_notified} new notice(s) of expiry within {days} day(s)")
+    if no_email:
+        return
+    delivery = mail.deliver_pending(db.session, settings)
+    if delivery.stopped == "not configured":
+        click.echo("e-mail: not sent (SMTP_HOST is not set)")
+    else:
+        click.echo(f"e-mail: {delivery.sent} sent, {delivery.failed} refused"
+                   + (f"; stopped: {delivery.stopped}" if delivery.stopped else ""))
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)
@@ -326,3 +396,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(frameworks_cli)
     app.cli.add_command(mappings_cli)
+    app.cli.add_command(evidence_cli)

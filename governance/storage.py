@@ -31,6 +31,10 @@ CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 120.0
 
 
+# Health probes (a page asking "is the store up?") get one short try and no retry.
+PROBE_TIMEOUT_S = 1.0
+
+
 def _http_client() -> urllib3.PoolManager:
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
@@ -38,6 +42,11 @@ def _http_client() -> urllib3.PoolManager:
         retries=urllib3.Retry(total=2, connect=1, backoff_factor=0.2,
                               status_forcelist=(500, 502, 503, 504)),
     )
+
+
+def _probe_http_client() -> urllib3.PoolManager:
+    return urllib3.PoolManager(timeout=urllib3.Timeout(connect=PROBE_TIMEOUT_S, read=PROBE_TIMEOUT_S * 3),
+                               maxsize=2, retries=False)
 
 
 class StorageError(RuntimeError):
@@ -68,6 +77,8 @@ class Storage:
         self.bucket = bucket
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
                             region=region, http_client=_http_client())
+        self._probe = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                            region=region, http_client=_probe_http_client())
 
     def ensure_bucket(self, bucket: str | None = None, *, object_lock: bool = True) -> None:
         """Create the bucket (versioned, with object lock when asked and supported) or, when it
@@ -93,15 +104,15 @@ class Storage:
 
     def supports_object_lock(self, bucket: str | None = None) -> bool:
         try:
-            self.client.get_object_lock_config(bucket or self.bucket)
+            config = self.client.get_object_lock_config(bucket or self.bucket)
         except S3Error:
             return False
-        return True
+        return config is not None
 
     def ping(self) -> None:
-        """Raise StorageError unless the store answers an authenticated request."""
+        """Raise StorageError unless the store answers an authenticated request (one short try)."""
         try:
-            self.client.bucket_exists(self.bucket)
+            self._probe.bucket_exists(self.bucket)
         except Exception as exc:
             raise StorageError(f"object store at {self.endpoint} unreachable: {type(exc).__name__}") from exc
 
@@ -197,11 +208,20 @@ class Storage:
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.client._abort_multipart_upload(self.bucket, key, upload_id)
 
-    def lock(self, key: str, version_id: str | None, until: datetime, mode: str = GOVERNANCE) -> bool:
+    def lock(self, key: str, version_id: str | None, until: datetime, mode: str = GOVERNANCE,
+             *, bucket: str | None = None) -> bool:
         """Put the object version under object lock until `until`; False when the store or bucket
-        does not support object lock (versioning still keeps it from being overwritten)."""
+        does not support object lock (versioning still keeps it from being overwritten).
+
+        The bucket's object-lock configuration is asked first: some stores accept a retention on a
+        bucket made without object lock and then do not enforce it."""
+        name = bucket or self.bucket
         try:
-            self.client.set_object_retention(self.bucket, key, Retention(mode, until), version_id=version_id)
+            if not self.supports_object_lock(name):
+                return False
+            self.client.set_object_retention(name, key, Retention(mode, until), version_id=version_id)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StorageError(f"object store at {self.endpoint} unreachable: {type(exc).__name__}") from exc
         except S3Error as exc:
             if exc.code in ("InvalidRequest", "NotImplemented", "ObjectLockConfigurationNotFoundError",
                             "InvalidBucketState", "MethodNotAllowed"):
@@ -224,5 +244,5 @@ class Storage:
         for error in self.client.remove_objects(name, objs, bypass_governance_mode=True):
             raise StorageError(f"purge of {name!r}: {error.code} {error.name}")
         for upload in (self.client._list_multipart_uploads(name).uploads or []):
-            self.client._abort_multipart_upload(name, upload.object_name, upload.upload_id)
+            self.client._abort_multipart_upload(name, upload.object_name or "", upload.upload_id or "")
         self.client.remove_bucket(name)

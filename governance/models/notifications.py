@@ -23,6 +23,8 @@ class Notification(UUIDPk, Timestamps, Base):
         # The unread count in the navigation and the list, newest first.
         Index("ix_notifications_user_id_created_at", "user_id", "created_at"),
         Index("ix_notifications_unread_user_id", "user_id", postgresql_where=text("read_at IS NULL")),
+        # The e-mail outbox: what is still to be sent.
+        Index("ix_notifications_pending_email_created_at", "created_at", postgresql_where=text("emailed_at IS NULL")),
         # One notice per subject and occasion (e.g. "evidence X expires on D" to user U), however
         # often the job that raises it runs.
         Index("uq_notifications_dedup_key", "dedup_key", unique=True, postgresql_where=text("dedup_key IS NOT NULL")),

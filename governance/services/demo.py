@@ -36,6 +36,7 @@ class DemoResult:
     framework: str = ""
     framework_created: bool = False
     controls: int = 0
+    evidence: list[str] = field(default_factory=list)
 
 
 def load(session: Session, instance_dir: Path) -> DemoResult:
@@ -79,12 +80,69 @@ def _load_ai_rmf(session: Session, result: DemoResult) -> None:
     result.controls = imported.controls
 
 
+# (name, control ref, file name, content, approved by the demo auditor?)
+DEMO_EVIDENCE = (
+    ("AI governance policy (signed)", "GOVERN 1.1", "ai-governance-policy.md",
+     b"# AI governance policy\n\nApproved by the board on 2026-03-02. Owner: Chief Risk Officer.\n", True),
+    ("Model inventory export", "MAP 1.1", "model-inventory.csv",
+     b"system,model,version,owner,risk\ncredit-scoring,gbm-credit,3.2,Evan Engineer,high\n"
+     b"support-chatbot,llm-support,2026.10,Evan Engineer,limited\n", False),
+)
+
+
+def load_evidence(session: Session, storage: Any, settings: Any, result: DemoResult) -> None:
+    """Two pieces of demo evidence on AI RMF controls: one approved by the demo auditor, one in review.
+    Skipped when evidence of that name exists (a second run adds nothing)."""
+    import hashlib
+    import uuid
+
+    from governance.models.evidence import Evidence
+    from governance.models.frameworks import Control
+    from governance.services import evidence as evidence_service
+    from governance.services import evidence_review
+
+    engineer = identity.find_user_by_email(session, DEMO_USERS[2][1])
+    auditor = identity.find_user_by_email(session, DEMO_USERS[3][1])
+    framework = session.scalars(
+        select(Framework).where(Framework.title == AI_RMF_TITLE, Framework.version == AI_RMF_VERSION)
+    ).first()
+    if engineer is None or auditor is None or framework is None:
+        return
+    for name, ref, filename, data, approve in DEMO_EVIDENCE:
+        if session.scalars(select(Evidence.id).where(Evidence.name == name)).first() is not None:
+            continue
+        control = session.scalars(
+            select(Control).where(Control.framework_id == framework.id, Control.ref_id == ref)
+        ).first()
+        if control is None:
+            continue
+        evidence_id = uuid.uuid4()
+        key = evidence_service.object_key(evidence_id)
+        content_type = "text/csv" if filename.endswith(".csv") else "text/markdown"
+        stored = storage.put(key, data, content_type=content_type)
+        upload = evidence_service.StoredUpload(storage.bucket, key, stored.version_id, len(data),
+                                               hashlib.sha256(data).hexdigest(), content_type, filename)
+        meta = evidence_service.validate_meta({"name": name, "period_start": "2026-01-01",
+                                               "period_end": "2026-12-31", "expires_on": "2027-12-31"})
+        evidence = evidence_service.create_evidence(session, evidence_id=evidence_id, meta=meta, upload=upload,
+                                                    uploaded_by_id=engineer.id, control_id=control.id)
+        revision = evidence_service.revision_by_number(session, evidence.id, 1)
+        if approve and revision is not None:
+            evidence_review.review_revision(
+                session, storage, evidence, revision, reviewer_id=auditor.id, decision="approve",
+                comment="Demo: reviewed against the board minutes.",
+                lock_days=settings.evidence_lock_days, lock_mode=settings.evidence_lock_mode)
+        result.evidence.append(f"{name} ({ref}, {'approved' if approve else 'in review'})")
+
+
 def describe(result: DemoResult, instance_dir: Path) -> str:
     lines = ["", "Demo data ready."]
     if result.framework_created:
         lines.append(f"  Framework {result.framework} loaded with {result.controls} controls.")
     else:
         lines.append(f"  Framework {result.framework} already present.")
+    if result.evidence:
+        lines.append("  Evidence: " + "; ".join(result.evidence) + ".")
     if result.new_users:
         lines.append("  Sign in with one of these accounts (passwords generated just now):")
         lines += [f"    {role:<20} {email:<28} {password}" for role, email, password in result.new_users]

@@ -179,8 +179,9 @@ def add_revision(
     """Record `upload` as the next numbered revision of `evidence`; it becomes the current one and
     goes to review (in_review), also when the previous revision was approved. Earlier revisions and
     their reviews stay as they are."""
-    # Lock the evidence row so two uploads at once get consecutive numbers, not the same one.
-    session.execute(select(Evidence.id).where(Evidence.id == evidence.id).with_for_update())
+    # Lock the evidence row so two uploads at once get consecutive numbers, not the same one, and
+    # re-read it so a review committed meanwhile is not overwritten with a stale status.
+    session.refresh(evidence, with_for_update=True)
     number = (session.scalar(
         select(func.max(EvidenceRevision.number)).where(EvidenceRevision.evidence_id == evidence.id)
     ) or 0) + 1

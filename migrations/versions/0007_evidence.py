@@ -40,6 +40,7 @@ def upgrade() -> None:
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.create_index('ix_notifications_unread_user_id', ['user_id'], unique=False, postgresql_where=sa.text('read_at IS NULL'))
         batch_op.create_index('ix_notifications_user_id_created_at', ['user_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_notifications_pending_email_created_at', ['created_at'], unique=False, postgresql_where=sa.text('emailed_at IS NULL'))
         batch_op.create_index('uq_notifications_dedup_key', ['dedup_key'], unique=True, postgresql_where=sa.text('dedup_key IS NOT NULL'))
 
     op.create_table('evidence_revisions',
@@ -131,6 +132,7 @@ def downgrade() -> None:
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index('uq_notifications_dedup_key', postgresql_where=sa.text('dedup_key IS NOT NULL'))
         batch_op.drop_index('ix_notifications_user_id_created_at')
+        batch_op.drop_index('ix_notifications_pending_email_created_at', postgresql_where=sa.text('emailed_at IS NULL'))
         batch_op.drop_index('ix_notifications_unread_user_id', postgresql_where=sa.text('read_at IS NULL'))
 
     op.drop_table('notifications')

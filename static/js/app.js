@@ -50,4 +50,75 @@
   document.addEventListener("htmx:sendError", function () {
     showError("The server could not be reached. Check your connection and try again.");
   });
+
+  // Evidence uploads (templates/evidence/upload.html, data-upload-form): a file over the limit is
+  // refused before anything is sent; while sending, a <progress> bar follows htmx:xhr:progress and
+  // a percentage in steps of ten is announced to screen readers (aria-live).
+  function uploadForm(elt) {
+    return elt && elt.closest ? elt.closest("[data-upload-form]") : null;
+  }
+
+  function fieldError(input, text) {
+    var field = input.closest(".field");
+    if (!field) return;
+    var error = field.querySelector(".field-error");
+    if (!error) {
+      error = document.createElement("p");
+      error.className = "field-error";
+      error.id = input.id + "-error";
+      field.appendChild(error);
+    }
+    error.textContent = text;
+    field.classList.add("field-invalid");
+    input.setAttribute("aria-invalid", "true");
+    var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+    if (described.indexOf(error.id) < 0) described.push(error.id);
+    input.setAttribute("aria-describedby", described.join(" "));
+    input.focus();
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var form = uploadForm(evt.target);
+    if (!form) return;
+    var input = form.querySelector("input[type='file'][data-max-bytes]");
+    var file = input && input.files && input.files[0];
+    if (file && file.size > Number(input.getAttribute("data-max-bytes"))) {
+      evt.preventDefault();
+      fieldError(input, "The file is larger than the limit of " + input.getAttribute("data-max-size") +
+        "; choose a smaller file.");
+      return;
+    }
+    var box = form.querySelector("[data-upload-progress]");
+    if (!box) return;
+    var bar = box.querySelector("progress");
+    var text = box.querySelector("[data-upload-progress-text]");
+    bar.value = 0;
+    text.textContent = "Upload started";
+    text.removeAttribute("data-step");
+    box.hidden = false;
+  });
+
+  document.addEventListener("htmx:xhr:progress", function (evt) {
+    var form = uploadForm(evt.target);
+    var box = form && form.querySelector("[data-upload-progress]");
+    if (!box || !evt.detail.lengthComputable || !evt.detail.total) return;
+    var bar = box.querySelector("progress");
+    var text = box.querySelector("[data-upload-progress-text]");
+    var percent = Math.min(100, Math.floor((evt.detail.loaded * 100) / evt.detail.total));
+    // The response's own download progress fires this event too: never move backwards.
+    if (percent < bar.value) return;
+    bar.value = percent;
+    bar.textContent = percent + "%";
+    var step = String(Math.floor(percent / 10) * 10);
+    if (text.getAttribute("data-step") !== step) {
+      text.setAttribute("data-step", step);
+      text.textContent = step === "100" ? "Sent; the server is checking the file…" : step + "% uploaded";
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var form = uploadForm(evt.target);
+    var box = form && form.querySelector("[data-upload-progress]");
+    if (box && !evt.detail.successful) box.hidden = true;
+  });
 })();

@@ -38,3 +38,25 @@ def test_a_second_load_changes_nothing(db_session, tmp_path) -> None:
     assert dict(db_session.execute(select(User.email, User.password_hash)).all()) == hashes
     assert db_session.scalar(select(func.count()).select_from(Framework)) == 1
     assert "already" in demo.describe(again, tmp_path)
+
+
+def test_demo_evidence_is_stored_reviewed_and_loaded_once(db_session, tmp_path, storage, app) -> None:
+    import hashlib
+
+    from governance.models.enums import EvidenceStatus
+    from governance.models.evidence import Evidence
+
+    settings = app.config["SETTINGS"]
+    result = demo.load(db_session, tmp_path)
+    demo.load_evidence(db_session, storage, settings, result)
+    rows = {e.name: e for e in db_session.scalars(select(Evidence)).all()}
+    assert {name: e.status for name, e in rows.items()} == {
+        "AI governance policy (signed)": EvidenceStatus.APPROVED,
+        "Model inventory export": EvidenceStatus.IN_REVIEW,
+    }
+    for evidence in rows.values():  # the objects are really in the store, with the recorded hash
+        assert hashlib.sha256(b"".join(storage.open(evidence.object_key))).hexdigest() == evidence.sha256
+    assert len(result.evidence) == 2 and "Evidence:" in demo.describe(result, tmp_path)
+    again = demo.load(db_session, tmp_path)
+    demo.load_evidence(db_session, storage, settings, again)
+    assert again.evidence == [] and db_session.scalar(select(func.count()).select_from(Evidence)) == 2

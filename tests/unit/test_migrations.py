@@ -136,6 +136,9 @@ SUPPORT_TABLES = {
     "user_sessions",  # identity: sessions revocable on the server
     "recovery_codes",  # identity: MFA recovery codes
     "login_attempts",  # identity: throttling across workers
+    "evidence_revisions",  # evidence: numbered uploads, each its own object version
+    "evidence_reviews",  # evidence: the review history
+    "notifications",  # in-app notices (and the e-mail outbox)
 }
 
 

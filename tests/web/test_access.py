@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from flask import Blueprint
 from sqlalchemy import select
-from werkzeug.routing import UUIDConverter
+from werkzeug.routing import IntegerConverter, UUIDConverter
 
 from app import create_app
 from blueprints import access
@@ -84,8 +84,26 @@ MATRIX: dict[str, set[str]] = {
     "admin.reset_mfa": ADMIN,
     "admin.sign_out_everywhere": ADMIN,
     # evidence pages: list, detail, download, review, links (blueprints/evidence)
+    "evidence.index": EVERYONE,
+    "evidence.detail": EVERYONE,
+    "evidence.download": EVERYONE,
+    "evidence.review": {"admin", "auditor"},
+    "evidence.submit": {"admin", "engineer"},
+    "evidence.link_targets": {"admin", "engineer"},
+    "evidence.add_link": {"admin", "engineer"},
+    "evidence.remove_link": {"admin", "engineer"},
+    "evidence.control_candidates": {"admin", "engineer"},
+    "evidence.control_attach": {"admin", "engineer"},
+    "evidence.control_detach": {"admin", "engineer"},
     # evidence uploads (blueprints/evidence_upload)
+    "evidence_upload.new": {"admin", "engineer"},
+    "evidence_upload.create": {"admin", "engineer"},
+    "evidence_upload.new_revision": {"admin", "engineer"},
+    "evidence_upload.upload_revision": {"admin", "engineer"},
     # notifications (blueprints/notifications)
+    "notifications.index": EVERYONE,
+    "notifications.mark_read": EVERYONE,
+    "notifications.mark_all_read": EVERYONE,
 }
 
 # Endpoints that end the caller's own session go last, so the rest run signed in.
@@ -93,8 +111,8 @@ LAST = ("auth.logout",)
 
 
 def _sample_url(app, rule) -> str:
-    values = {name: uuid.uuid4() if isinstance(conv, UUIDConverter) else "sample"
-              for name, conv in rule._converters.items()}
+    values = {name: uuid.uuid4() if isinstance(conv, UUIDConverter) else 1 if isinstance(conv, IntegerConverter)
+              else "sample" for name, conv in rule._converters.items()}
     if rule.endpoint == "static":
         values = {"filename": "css/app.css"}
     with app.test_request_context():
