@@ -27,8 +27,8 @@ from governance.models.evidence import Evidence, EvidenceLink, EvidenceReview, E
 from governance.models.frameworks import Control, Framework, Mapping
 from governance.models.identity import LoginAttempt, Permission, RecoveryCode, Role, User, UserSession
 from governance.models.notifications import Notification
-from governance.models.probes import Check, Probe, Result
-from governance.models.scoring import Metric, Score
+from governance.models.probes import Attestation, Check, CheckControl, Probe, ProbeRun, Result
+from governance.models.scoring import CurrentScore, Metric, Score
 from governance.models.soft_delete import INCLUDE_DELETED, install_soft_delete_filter
 from governance.models.tasks import Task
 
@@ -38,13 +38,16 @@ __all__ = [
     "INCLUDE_DELETED",
     "Alert",
     "AlertStatus",
+    "Attestation",
     "AuditLog",
     "AuditOutcome",
     "Base",
     "Check",
+    "CheckControl",
     "CheckStatus",
     "Control",
     "ControlStatus",
+    "CurrentScore",
     "Evidence",
     "EvidenceLink",
     "EvidenceReview",
@@ -59,6 +62,7 @@ __all__ = [
     "Notification",
     "Permission",
     "Probe",
+    "ProbeRun",
     "ProbeStatus",
     "RecoveryCode",
     "Result",

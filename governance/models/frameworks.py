@@ -112,6 +112,10 @@ class Control(UUIDPk, Timestamps, SoftDelete, Base):
     status: Mapped[ControlStatus] = mapped_column(
         pg_enum(ControlStatus), nullable=False, server_default=ControlStatus.ACTIVE.value
     )
+    # Who answers for the control (compliance per user is over the controls a user owns).
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
     search: Mapped[str | None] = deferred(
         mapped_column(TSVECTOR, Computed(CONTROL_SEARCH_EXPR, persisted=True))
     )

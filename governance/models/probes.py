@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -78,14 +90,96 @@ class Check(UUIDPk, Timestamps, Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
+    # The latest result, kept by the run that wrote it (pages and scoring never scan results).
+    last_outcome: Mapped[ResultOutcome | None] = mapped_column(pg_enum(ResultOutcome))
+    last_result_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_message: Mapped[str | None] = mapped_column(Text)
 
     probe: Mapped[Probe] = relationship(back_populates="checks")
+    # The primary control (control_id); check_controls lists every control the check assesses,
+    # the primary one included.
     control: Mapped[Control] = relationship(back_populates="checks")
+    controls: Mapped[list[Control]] = relationship(secondary="check_controls", viewonly=True)
     # Results grow without bound: never load them as a collection, query them with select().
     results: Mapped[list[Result]] = relationship(back_populates="check", lazy="raise", viewonly=True)
 
     def __repr__(self) -> str:
         return f"<Check {self.name}>"
+
+
+class CheckControl(Base):
+    """A check assesses one or more controls (the primary check.control_id is always one of them)."""
+
+    __tablename__ = "check_controls"
+
+    check_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("checks.id", ondelete="CASCADE"), primary_key=True
+    )
+    control_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+
+class ProbeRun(UUIDPk, Timestamps, Base):
+    """One run of a probe: queued by the schedule or "run now", executed by a queue worker.
+    results.run_id is this row's id."""
+
+    __tablename__ = "probe_runs"
+    __table_args__ = (
+        Index("ix_probe_runs_probe_id_created_at", "probe_id", "created_at"),
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'timed_out')",
+                        name="status_known"),
+        CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger_known"),
+    )
+
+    probe_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("probes.id", ondelete="RESTRICT"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=text("'queued'"))
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    # Outcome counts of the run's results ({"compliant": 3, "error": 1, ...}) and progress.
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    checks_total: Mapped[int | None] = mapped_column(Integer)
+    checks_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+
+    probe: Mapped[Probe] = relationship()
+    requested_by: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<ProbeRun {self.probe_id} {self.status}>"
+
+
+class Attestation(UUIDPk, Timestamps, Base):
+    """A person's statement for a manual_attestation check: compliant or not, with a comment."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (
+        Index("ix_attestations_check_id_created_at", "check_id", "created_at"),
+        CheckConstraint("outcome IN ('compliant', 'partial', 'non_compliant')", name="outcome_is_statement"),
+    )
+
+    check_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("checks.id", ondelete="RESTRICT"), nullable=False
+    )
+    attested_by_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    outcome: Mapped[ResultOutcome] = mapped_column(pg_enum(ResultOutcome), nullable=False)
+    comment: Mapped[str] = mapped_column(Text, nullable=False)
+
+    check: Mapped[Check] = relationship()
+    attested_by: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Attestation {self.check_id} {self.outcome}>"
 
 
 class Result(MonthlyPartitioned, Base):
@@ -110,7 +204,8 @@ class Result(MonthlyPartitioned, Base):
     check_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("checks.id", ondelete="RESTRICT"), nullable=False
     )
-    # Groups the results of one probe run (the job id); not a foreign key, runs are not a table.
+    # Groups the results of one probe run: probe_runs.id (not a foreign key: results are partitioned
+    # and outlive the runs' retention).
     run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     outcome: Mapped[ResultOutcome] = mapped_column(pg_enum(ResultOutcome), nullable=False)
     observed: Mapped[Any | None] = mapped_column(JSONB)

@@ -100,3 +100,55 @@ class Metric(UUIDPk, Timestamps, Base):
 
     def __repr__(self) -> str:
         return f"<Metric {self.key}={self.value} {self.period_start:%Y-%m-%d}>"
+
+
+class CurrentScore(UUIDPk, Timestamps, Base):
+    """The current compliance of one control, framework or user, kept up to date incrementally
+    (governance.services.scoring) whenever a result or an evidence review lands: pages read this row,
+    never the results. The sums make a framework's or user's score updatable by the difference one
+    control made, without reading its other controls. `scores` keeps the history."""
+
+    __tablename__ = "current_scores"
+    __table_args__ = (
+        CheckConstraint(
+            "(scope = 'framework' AND framework_id IS NOT NULL AND control_id IS NULL AND user_id IS NULL)"
+            " OR (scope = 'control' AND control_id IS NOT NULL AND framework_id IS NULL AND user_id IS NULL)"
+            " OR (scope = 'user' AND user_id IS NOT NULL AND framework_id IS NULL AND control_id IS NULL)",
+            name="scope_matches_subject",
+        ),
+        CheckConstraint("value IS NULL OR (value >= 0 AND value <= 100)", name="value_percentage"),
+        Index("uq_current_scores_framework_id", "framework_id", unique=True,
+              postgresql_where=text("framework_id IS NOT NULL")),
+        Index("uq_current_scores_control_id", "control_id", unique=True,
+              postgresql_where=text("control_id IS NOT NULL")),
+        Index("uq_current_scores_user_id", "user_id", unique=True, postgresql_where=text("user_id IS NOT NULL")),
+    )
+
+    scope: Mapped[ScoreScope] = mapped_column(pg_enum(ScoreScope), nullable=False)
+    framework_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("frameworks.id", ondelete="RESTRICT")
+    )
+    control_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT")
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT")
+    )
+    # Percentage 0..100; NULL while nothing is assessable (no counted result yet).
+    value: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    # sum of the counted controls' weights, and of weight * points (compliant 1, partial 0.5, non-compliant 0).
+    weight_counted: Mapped[Decimal] = mapped_column(Numeric(14, 3), nullable=False, server_default=text("0"))
+    weighted_points: Mapped[Decimal] = mapped_column(Numeric(14, 3), nullable=False, server_default=text("0"))
+    compliant: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    partial: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    non_compliant: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    error: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    not_applicable: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    unassessed: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    computed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    def __repr__(self) -> str:
+        return f"<CurrentScore {self.scope} {self.value}>"
