@@ -139,6 +139,10 @@ SUPPORT_TABLES = {
     "evidence_revisions",  # evidence: numbered uploads, each its own object version
     "evidence_reviews",  # evidence: the review history
     "notifications",  # in-app notices (and the e-mail outbox)
+    "check_controls",  # probes: a check assesses one or more controls
+    "probe_runs",  # probes: one row per run (queued, running, finished), results.run_id
+    "attestations",  # probes: manual_attestation statements
+    "current_scores",  # scoring: the current score per subject, kept incrementally
 }
 
 
