@@ -51,7 +51,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
     from governance import jobs
 
     with app.app_context():
-        app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(db.engine), app.config)
+        app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(db.engine), app.config,
+                                                storage=lambda: app.extensions["storage"])
 
     from blueprints import register_blueprints
 

@@ -388,7 +388,34 @@ def sweep_evidence_command(no_email: bool) -> None:
                    + (f"; stopped: {delivery.stopped}" if delivery.stopped else ""))
 
 
+scores_cli = AppGroup("scores", help="Compliance scores and daily KPI metrics.")
+
+
+@scores_cli.command("rebuild")
+def rebuild_scores_command() -> None:
+    """Recompute every control, framework and owner score from the checks' latest outcomes (repair)."""
+    from governance.services import scoring
+
+    with context.acting_as(_cli_context("scores rebuild")):
+        result = scoring.rebuild_all(db.session)
+        db.session.commit()
+    click.echo(f"rebuilt {result['controls']} control, {result['frameworks']} framework and "
+               f"{result['users']} user score(s)")
+
+
+@scores_cli.command("snapshot")
+def snapshot_kpis_command() -> None:
+    """Write today's KPI metrics now (also the daily gov:kpi_snapshot job)."""
+    from governance.services import kpis
+
+    with context.acting_as(_cli_context("scores snapshot")):
+        written = kpis.snapshot(db.session)
+        db.session.commit()
+    click.echo(f"wrote {written} metric(s) for today")
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(scores_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)
     app.cli.add_command(demo_cli)

@@ -107,6 +107,8 @@ class Settings:
     evidence_lock_mode: str = "GOVERNANCE"
     # Owners are told this many days before their evidence expires.
     evidence_expiry_notice_days: int = 14
+    # The dashboard's widgets reload themselves this often (seconds; also on probe-run-finished).
+    dashboard_refresh_seconds: int = 30
     # E-mail (notifications): nothing is sent while SMTP_HOST is empty.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -116,6 +118,8 @@ class Settings:
     smtp_from: str = "governance@localhost"
     # Absolute base URL for links in e-mails (e.g. https://governance.example.org).
     public_base_url: str = "http://127.0.0.1:5000"
+    # Probes (docs/probes.md): a run whose kind has not finished after this many seconds is timed out.
+    probe_run_timeout_s: int = 120
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -174,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         evidence_lock_days=_int(env, "EVIDENCE_LOCK_DAYS", 1095),
         evidence_lock_mode=(env.get("EVIDENCE_LOCK_MODE") or "GOVERNANCE").upper(),
         evidence_expiry_notice_days=_int(env, "EVIDENCE_EXPIRY_NOTICE_DAYS", 14),
+        dashboard_refresh_seconds=max(5, _int(env, "DASHBOARD_REFRESH_SECONDS", 30)),
         smtp_host=env.get("SMTP_HOST") or None,
         smtp_port=_int(env, "SMTP_PORT", 587),
         smtp_username=_read(env, "SMTP_USERNAME"),
@@ -181,9 +186,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
         smtp_from=env.get("SMTP_FROM") or "governance@localhost",
         public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        probe_run_timeout_s=_int(env, "PROBE_RUN_TIMEOUT_S", 120),
     )
     if settings.evidence_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
         raise ConfigError(f"EVIDENCE_LOCK_MODE must be GOVERNANCE or COMPLIANCE, got {settings.evidence_lock_mode!r}")
+    if settings.probe_run_timeout_s < 1:
+        raise ConfigError(f"PROBE_RUN_TIMEOUT_S must be at least 1 (seconds), got {settings.probe_run_timeout_s}")
     if settings.production:
         check_production(settings)
     return settings

@@ -18,27 +18,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
-import re
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import embedded  # noqa: E402
-from governance.services.evidence_upload import PART_SIZE  # noqa: E402
+from _common import ROOT, Browser, create_user, csrf, migrate, serve, start_stack, stop_server, worker_pid
+
+from governance.services.evidence_upload import PART_SIZE
 
 MIB = 1024 * 1024
 TARGET_RSS_GROWTH_MIB = 64
@@ -71,76 +65,6 @@ def rss_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
-def worker_pid(master: int) -> int:
-    for _ in range(100):
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.1)
-    raise RuntimeError("gunicorn started no worker")
-
-
-class Browser:
-    """Just enough of a browser: cookies and the CSRF token of the last page."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def _conn(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=3600)
-
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = dict(extra or {})
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        return headers
-
-    def _keep_cookies(self, response: http.client.HTTPResponse) -> None:
-        for value in response.headers.get_all("Set-Cookie") or []:
-            cookie: SimpleCookie = SimpleCookie()
-            cookie.load(value)
-            for name, morsel in cookie.items():
-                self.cookies[name] = morsel.value
-
-    def get(self, path: str) -> tuple[int, str]:
-        conn = self._conn()
-        conn.request("GET", path, headers=self._headers())
-        response = conn.getresponse()
-        self._keep_cookies(response)
-        body = response.read().decode()
-        conn.close()
-        return response.status, body
-
-    def post_form(self, path: str, fields: dict[str, str]) -> int:
-        conn = self._conn()
-        conn.request("POST", path, body=urlencode(fields),
-                     headers=self._headers({"Content-Type": "application/x-www-form-urlencoded"}))
-        response = conn.getresponse()
-        self._keep_cookies(response)
-        response.read()
-        conn.close()
-        return response.status
-
-    def post_stream(self, path: str, body: Iterator[bytes], length: int, content_type: str,
-                    headers: dict[str, str]) -> tuple[int, str]:
-        conn = self._conn()
-        conn.request("POST", path, body=body, headers=self._headers(
-            {"Content-Type": content_type, "Content-Length": str(length), **headers}))
-        response = conn.getresponse()
-        text = response.read().decode(errors="replace")
-        conn.close()
-        return response.status, text
-
-
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', html)
-    if not match:
-        raise RuntimeError("no csrf_token on the page")
-    return match.group(1)
-
-
 def multipart(fields: dict[str, str], file_path: Path, filename: str) -> tuple[list[bytes], bytes, int, str]:
     boundary = "bench" + uuid.uuid4().hex
     head = b"".join(
@@ -168,54 +92,24 @@ def main() -> int:
     args = parser.parse_args()
     size = args.size_mib * MIB
 
-    work = Path(tempfile.mkdtemp(prefix="bench-evidence-"))
-    started: list[object] = []
-    server: subprocess.Popen[bytes] | None = None
+    stack = start_stack("bench-evidence-", "bench_evidence", keep=args.keep)
+    env = stack.env
+    server = None
     try:
-        env = dict(os.environ)
-        if not env.get("DATABASE_URL"):
-            pg = embedded.EmbeddedPostgres(work / "pg" / "data")
-            pg.start()
-            started.append(pg)
-            env["DATABASE_URL"] = pg.ensure_database("bench_evidence")
-        if not env.get("S3_ENDPOINT"):
-            s3 = embedded.EmbeddedS3(work / "s3")
-            s3.start()
-            started.append(s3)
-            state = s3.state()
-            assert state is not None
-            env.update(S3_ENDPOINT=state.endpoint, S3_ACCESS_KEY=state.access_key,
-                       S3_SECRET_KEY=state.secret_key, S3_SECURE="false")
-        bucket = "bench-" + uuid.uuid4().hex[:8]
-        env.update(SECRET_KEY=secrets.token_urlsafe(48), MFA_REQUIRED_ROLES="", INSTANCE_DIR=str(work / "instance"),
-                   S3_EVIDENCE_BUCKET=bucket, LOG_LEVEL="WARNING", EVIDENCE_MAX_BYTES=str(size + 64 * MIB))
-        flask = [sys.executable, "-m", "flask", "--app", "app"]
-        for step in (["db", "upgrade"], ["setup"]):
-            subprocess.run(flask + step, env=env, cwd=ROOT, check=True, capture_output=True)
-        subprocess.run([*flask, "users", "create", "--email", EMAIL, "--role", "engineer"], env=env, cwd=ROOT,
-                       check=True, capture_output=True, input=(PASSWORD + "\n").encode())
+        bucket = env["S3_EVIDENCE_BUCKET"]
+        env["EVIDENCE_MAX_BYTES"] = str(size + 64 * MIB)
+        migrate(stack)
+        create_user(stack, EMAIL, "engineer", PASSWORD)
+        work = stack.work
 
         print(f"making a {args.size_mib} MiB file ...", flush=True)
         path = work / "report.pdf"
         expected_sha = make_file(path, size)
 
-        port = embedded.free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--timeout", "3600", "--no-control-socket", "app:create_app()"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        server, port = serve(stack, workers=1, timeout=3600)
         browser = Browser(port)
-        for _ in range(300):
-            try:
-                if browser.get("/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
         worker = worker_pid(server.pid)
-        _status, page = browser.get("/login")
-        assert browser.post_form("/login", {"email": EMAIL, "password": PASSWORD, "csrf_token": csrf(page)}) == 303
+        browser.sign_in(EMAIL, PASSWORD)
 
         def upload(file_path: Path, name: str) -> tuple[int, str, float]:
             status, form = browser.get("/evidence/new")
@@ -294,16 +188,8 @@ def main() -> int:
         print(f"results written to {target.relative_to(ROOT)}")
         return 0
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        for service in reversed(started):
-            service.stop()  # type: ignore[attr-defined]
-        if not args.keep:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-
+        stop_server(server)
+        stack.stop()
 
 if __name__ == "__main__":
     sys.exit(main())

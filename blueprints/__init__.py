@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints import access, request_context, web
     from blueprints.admin.routes import bp as admin_bp
     from blueprints.auth.routes import bp as auth_bp
+    from blueprints.bench_baseline.routes import bp as bench_baseline_bp
     from blueprints.errors.routes import bp as errors_bp
     from blueprints.evidence.routes import bp as evidence_bp
     from blueprints.evidence_upload.routes import bp as evidence_upload_bp
@@ -17,10 +18,11 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.health.routes import bp as health_bp
     from blueprints.main.routes import bp as main_bp
     from blueprints.notifications.routes import bp as notifications_bp
+    from blueprints.probes.routes import bp as probes_bp
 
     request_context.init_app(app)
     web.init_app(app)
     for bp in (auth_bp, errors_bp, health_bp, main_bp, framework_import_bp, frameworks_bp, admin_bp,
-               evidence_upload_bp, evidence_bp, notifications_bp):
+               evidence_upload_bp, evidence_bp, notifications_bp, bench_baseline_bp, probes_bp):
         app.register_blueprint(bp)
     access.init_app(app)

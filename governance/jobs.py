@@ -2,21 +2,29 @@
 
 app.create_app() calls build_app() with the configured database, a session factory and the app's
 config (for its settings), so tasks run the same services as the web layer. `flask jobs worker` runs them
-(Procfile `worker`), including the periodic ones.
+(Procfile `worker`, and `make run` starts one), including the periodic ones.
+
+Probe runs (governance.services.probe_runs) are `gov:run_probe` jobs on the "probes" queue, deferred
+by request_run in the transaction that creates the run; `gov:schedule_probes` ticks every minute
+and queues the probes whose cron time has come.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import procrastinate
+from procrastinate.retry import BaseRetryStrategy
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from governance import context
-from governance.services import evidence_freshness, mail, partitions
+from governance.probes import TransientProbeError
+from governance.services import evidence_freshness, mail, partitions, probe_runs
+from governance.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +32,8 @@ NAMESPACE = "gov"
 MAINTAIN_PARTITIONS = f"{NAMESPACE}:maintain_partitions"
 EVIDENCE_FRESHNESS = f"{NAMESPACE}:evidence_freshness"
 DELIVER_NOTIFICATIONS = f"{NAMESPACE}:deliver_notifications"
+RUN_PROBE = probe_runs.RUN_PROBE
+SCHEDULE_PROBES = probe_runs.SCHEDULE_PROBES
 
 
 def libpq_conninfo(database_url: str) -> str:
@@ -49,17 +59,37 @@ def evidence_freshness_now(session_factory: Callable[[], Session], settings: Any
     return result
 
 
+def storage_from_settings(settings: Any) -> Storage:
+    return Storage(settings.s3_endpoint or "", settings.s3_access_key or "", settings.s3_secret_key or "",
+                   bucket=settings.s3_evidence_bucket, secure=settings.s3_secure, region=settings.s3_region)
+
+
 def build_app(database_url: str, session_factory: Callable[[], Session],
-              app_config: Mapping[str, Any]) -> procrastinate.App:
+              app_config: Mapping[str, Any], *, storage: Callable[[], Any] | None = None,
+              probe_retry: BaseRetryStrategy | None = None) -> procrastinate.App:
     """A procrastinate App on this database with every task registered on it. Tasks read their
-    settings (SMTP, expiry notice days) from app_config["SETTINGS"] (the Flask app's config) when
-    they run, so they see the settings the app has then.
+    settings (SMTP, expiry notice days, probe timeout) from app_config["SETTINGS"] (the Flask app's
+    config) when they run, so they see the settings the app has then.
+
+    storage: the object store probe kinds read (default: one built from the settings);
+    probe_retry: the retry strategy of probe runs (default probe_runs.RETRY; tests shorten it).
 
     Tasks are registered per App (not on a shared Blueprint, whose periodic schedule only the first
     App would receive) so each app built carries its schedule: one per process, several in tests.
     """
     def settings() -> Any:
         return app_config["SETTINGS"]
+
+    stores: dict[str, Any] = {}
+
+    def object_store() -> Any:
+        if storage is not None:
+            return storage()
+        if "default" not in stores:
+            stores["default"] = storage_from_settings(settings())
+        return stores["default"]
+
+    retry = probe_retry or probe_runs.RETRY
 
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_conninfo(database_url)),
@@ -84,4 +114,32 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
     def deliver_notifications(timestamp: int) -> None:
         mail.deliver_pending_now(session_factory, settings())
 
+    # lock/queueing_lock are given per job by probe_runs.request_run ("probe:<id>").
+    @app.task(name=RUN_PROBE, queue=probe_runs.QUEUE, retry=retry, pass_context=True)
+    def run_probe(job_context: procrastinate.JobContext, run_id: str) -> None:
+        # Error results are written on the attempt after which the strategy retries no more.
+        final = retry.get_retry_decision(exception=TransientProbeError(""), job=job_context.job) is None
+        with context.acting_as(context.ActionContext(actor_name="job:run_probe")):
+            probe_runs.execute_run(session_factory, object_store(), settings(), uuid.UUID(run_id),
+                                   final_attempt=final)
+
+    # Every minute; the periodic defer is once per minute across all workers, and a probe whose
+    # run is still queued joins it, so several workers never queue a probe twice. It first fails the
+    # runs of workers that died mid-run, whose jobs would otherwise hold their probe's lock for ever.
+    @app.periodic(cron="* * * * *")
+    @app.task(name=SCHEDULE_PROBES, queueing_lock="schedule_probes", pass_context=False)
+    def schedule_probes(timestamp: int) -> None:
+        with context.acting_as(context.ActionContext(actor_name="job:schedule_probes")):
+            probe_runs.recover_stalled(session_factory)
+            probe_runs.schedule_due(session_factory)
+
+    # The day's KPI snapshot (governance.services.kpis), late in the UTC day so it holds the day's end.
+    @app.periodic(cron="55 23 * * *")
+    @app.task(name=f"{NAMESPACE}:kpi_snapshot", queueing_lock="kpi_snapshot", pass_context=False)
+    def kpi_snapshot(timestamp: int) -> None:
+        from governance.services import kpis
+
+        kpis.snapshot_now(session_factory)
+
     return app
+

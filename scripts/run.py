@@ -1,4 +1,5 @@
-"""`make run`: start what is missing, migrate, load demo data, serve, and clean up on Ctrl-C.
+"""`make run`: start what is missing, migrate, load demo data, serve with one queue worker beside
+gunicorn (scheduled and "run now" probe runs, periodic jobs), and clean up on Ctrl-C.
 
 Without DATABASE_URL / S3_ENDPOINT it starts the embedded PostgreSQL and S3 server (data under
 instance/, kept between runs). Services that were already running (say, started by another
@@ -22,6 +23,8 @@ import config  # noqa: E402
 import embedded  # noqa: E402
 
 BIND = os.environ.get("BIND", "127.0.0.1:5000")
+# How long Ctrl-C waits for the worker's running job (a probe run is bounded by PROBE_RUN_TIMEOUT_S).
+PROBE_GRACE_S = 30
 
 
 def main() -> int:
@@ -37,6 +40,7 @@ def main() -> int:
         return 0
 
     started: list[object] = []
+    worker: subprocess.Popen[bytes] | None = None
     try:
         if settings.uses_embedded_database and not settings.production:
             print("starting the embedded PostgreSQL (data in instance/postgres) ...", flush=True)
@@ -59,31 +63,55 @@ def main() -> int:
              "--no-control-socket", "--access-logfile", "-", "app:create_app()"],
             env=env, cwd=ROOT,
         )
-        print(f"\nServing on http://{BIND}  (Ctrl-C stops it and the services it started)\n", flush=True)
-        return _wait(server)
+        # In a process group of its own, so Ctrl-C reaches it once, from _wait (a second signal
+        # would make procrastinate abandon the running job instead of finishing it).
+        worker = subprocess.Popen([*flask, "jobs", "worker"], env=env, cwd=ROOT, process_group=0)
+        print(f"\nServing on http://{BIND} with a job queue worker  (Ctrl-C stops them and the services "
+              "it started)\n", flush=True)
+        return _wait(server, worker)
     except subprocess.CalledProcessError as exc:
         print(f"\n`{' '.join(exc.cmd[3:])}` failed (exit {exc.returncode}); see above.", file=sys.stderr)
         return exc.returncode or 1
     finally:
+        if worker is not None and worker.poll() is None:  # not reached by Ctrl-C (own process group)
+            worker.terminate()
+            worker.wait(timeout=PROBE_GRACE_S)
         for service in reversed(started):
             name = "PostgreSQL" if service is postgres else "S3 server"
             print(f"stopping the embedded {name} ...", flush=True)
             service.stop()  # type: ignore[attr-defined]
 
 
-def _wait(server: subprocess.Popen[bytes]) -> int:
+def _wait(server: subprocess.Popen[bytes], worker: subprocess.Popen[bytes]) -> int:
+    """Until gunicorn ends or Ctrl-C: then stop both (the worker finishes its running job first)."""
     stopping = False
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
+        if not stopping:  # a second signal must not turn the worker's graceful stop into a kill
+            stopping = True
+            stop(server)
+            stop(worker)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    warned = False
     while server.poll() is None:
+        if worker.poll() is not None and not warned and not stopping:
+            warned = True
+            print(f"\nThe job queue worker stopped (exit {worker.returncode}): probe runs and periodic jobs "
+                  "wait until `flask --app app jobs worker` runs.\n", file=sys.stderr, flush=True)
         time.sleep(0.2)
+    stop(worker)
+    try:
+        worker.wait(timeout=PROBE_GRACE_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
     return 0 if stopping else (server.returncode or 0)
 
 

@@ -25,6 +25,7 @@ from governance.models.frameworks import Control, Framework
 from governance.services import catalog_queries as catalog
 from governance.services import controls as control_service
 from governance.services import evidence_queries
+from governance.services import probes as probe_service
 from governance.services.controls import ControlError
 
 bp = Blueprint("frameworks", __name__)
@@ -213,6 +214,7 @@ def _control_page(control: Control, *, form: ControlForm | None = None, status: 
             mappings=catalog.mapped_controls(db.session, control),
         )
         context["evidence_rows"], context["evidence_count"] = evidence_queries.control_evidence(db.session, control.id)
+        context["check_rows"], context["check_count"] = probe_service.control_checks(db.session, control.id)
     return render("frameworks/control.html", block="control_fields", status=status, **context)
 
 

@@ -71,6 +71,9 @@ class Check(UUIDPk, Timestamps, Base):
         UniqueConstraint("probe_id", "name"),
         # The probe run's query: the active checks of one probe.
         Index("ix_checks_active_probe_id", "probe_id", postgresql_where=text("status = 'active'")),
+        # The dashboard's failing checks, newest first.
+        Index("ix_checks_failing_last_result_at_id", "last_result_at", "id",
+              postgresql_where=text("last_outcome IN ('non_compliant', 'partial', 'error')")),
     )
 
     probe_id: Mapped[uuid.UUID] = mapped_column(
@@ -107,16 +110,21 @@ class Check(UUIDPk, Timestamps, Base):
         return f"<Check {self.name}>"
 
 
-class CheckControl(Base):
-    """A check assesses one or more controls (the primary check.control_id is always one of them)."""
+class CheckControl(UUIDPk, Timestamps, Base):
+    """A check assesses one or more controls (the primary check.control_id is always one of them).
+    A pure association row: it goes with its check (CASCADE); a control in use cannot be deleted."""
 
     __tablename__ = "check_controls"
+    __table_args__ = (
+        # One row per pair; also check_id's FK index.
+        Index("uq_check_controls_check_id_control_id", "check_id", "control_id", unique=True),
+    )
 
     check_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("checks.id", ondelete="CASCADE"), primary_key=True
+        UUID(as_uuid=True), ForeignKey("checks.id", ondelete="CASCADE"), nullable=False
     )
     control_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), primary_key=True, index=True
+        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), nullable=False, index=True
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from governance.models.frameworks import Control
-from governance.services import audit
+from governance.services import audit, scoring
 
 EDITABLE_FIELDS = ("title", "text", "assessable", "weight")
 MAX_WEIGHT = Decimal("999.999")  # numeric(6, 3)
@@ -88,6 +88,8 @@ def update_control(session: Session, control: Control, **fields: Any) -> dict[st
         details={"framework_id": str(control.framework_id), "ref_id": control.ref_id},
         before={k: before[k] for k in changed}, after=changed,
     )
+    if "assessable" in changed or "weight" in changed:
+        scoring.on_control_changed(session, control.id)
     return changed
 
 
@@ -124,6 +126,7 @@ def soft_delete_control(session: Session, control: Control) -> list[uuid.UUID]:
                  "descendants": [str(i) for i in ids if i != control.id]},
         before={"deleted_at": None}, after={"deleted_at": control.deleted_at},
     )
+    scoring.on_controls_changed(session, ids)
     return ids
 
 
@@ -154,4 +157,5 @@ def restore_control(session: Session, control: Control) -> list[uuid.UUID]:
                  "descendants": [str(i) for i in ids if i != control.id]},
         before={"deleted_at": deleted_at}, after={"deleted_at": None},
     )
+    scoring.on_controls_changed(session, ids)
     return ids

@@ -78,6 +78,22 @@ def _expire_batch(session: Session, status: EvidenceStatus, now: datetime) -> li
     return [(r[0], r[1], r[2], r[3]) for r in rows if r[3] is not None]  # never None: see the WHERE
 
 
+def _rerun_freshness_checks(session: Session, evidence_ids: list[uuid.UUID]) -> None:
+    """Expired evidence no longer counts: queue the evidence_freshness probes of its controls, so
+    their checks (and the scores) say so without waiting for their schedule."""
+    if not evidence_ids:
+        return
+    from governance.models.evidence import EvidenceLink
+    from governance.services import probe_runs
+
+    control_ids = session.scalars(
+        select(EvidenceLink.control_id).where(EvidenceLink.evidence_id.in_(evidence_ids),
+                                              EvidenceLink.control_id.is_not(None)).distinct()
+    ).all()
+    probe_runs.request_runs_for_controls(session, [c for c in control_ids if c is not None],
+                                         kind="evidence_freshness")
+
+
 def mark_expired(session: Session, now: datetime) -> tuple[int, int]:
     """Expire approved and in-review evidence whose expires_at <= now: one set-based UPDATE per
     batch, one audit entry per evidence, a notice to its owner. Returns (expired, owners notified)."""
@@ -102,6 +118,7 @@ def mark_expired(session: Session, now: datetime) -> tuple[int, int]:
                     ))
             notified += len(notify_many(session, notices))
             expired += len(rows)
+            _rerun_freshness_checks(session, [r[0] for r in rows])
             if len(rows) < BATCH:
                 break
     if expired:

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.models.enums import AuditOutcome, EvidenceStatus
-from governance.models.evidence import Evidence, EvidenceReview, EvidenceRevision
-from governance.services import audit
+from governance.models.evidence import Evidence, EvidenceLink, EvidenceReview, EvidenceRevision
+from governance.services import audit, probe_runs
 from governance.services.evidence import EvidenceError
 from governance.storage import Storage, StorageError
 
@@ -110,6 +110,14 @@ def review_revision(
                  details={"decision": status, "revision_id": revision.id, "review_id": review.id,
                           "sha256": revision.sha256, "version_id": revision.version_id,
                           "comment": text or None})
+    # The decision changes what evidence_freshness checks see on the linked controls: re-run them
+    # (their jobs are queued in this transaction, so they run only if the decision commits).
+    control_ids = session.scalars(
+        select(EvidenceLink.control_id).where(EvidenceLink.evidence_id == evidence.id,
+                                              EvidenceLink.control_id.is_not(None))
+    ).all()
+    probe_runs.request_runs_for_controls(session, [c for c in control_ids if c is not None],
+                                         kind="evidence_freshness")
     return review
 
 

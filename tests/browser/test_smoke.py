@@ -104,3 +104,27 @@ def _committed_framework(live_server: LiveServer) -> None:
                                    sort_order=i))
         db.session.commit()
         db.session.remove()
+
+
+def test_dashboard_widgets_reload_on_probe_run_finished_without_csp_problems(
+    page: Any, live_server: LiveServer, committed_user: Callable[..., Any]
+) -> None:
+    email, password, _ = committed_user("admin")
+    _committed_framework(live_server)
+    _sign_in(page, live_server, email, password)
+    scores = page.locator("#dashboard-scores")
+    assert "Smoke Framework" in scores.inner_text()
+    old_block = scores.element_handle()
+    before = scores.get_attribute("data-generated-at")
+    page.evaluate("window.__smokeMarker = 'still-here'")
+
+    # The pages send HX-Trigger: probe-run-finished after a run; every widget reloads in place.
+    with page.expect_response(lambda r: "widget=scores" in r.url and r.status == 200):
+        page.evaluate("htmx.trigger(document.body, 'probe-run-finished')")
+    page.wait_for_function("el => !el.isConnected", arg=old_block)
+    page.wait_for_function(
+        "before => document.querySelector('#dashboard-scores').getAttribute('data-generated-at') !== before",
+        arg=before)
+    assert page.locator("#dashboard-scores").count() == 1
+    assert page.evaluate("window.__smokeMarker") == "still-here"
+    assert page.probe.problems() == []

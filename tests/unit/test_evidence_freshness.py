@@ -287,3 +287,28 @@ def test_the_delivery_job_sends_what_is_pending(app, clean_database, override_se
                               .where(Notification.emailed_at.is_(None))) == 0
         session.execute(delete(Notification))
         session.commit()
+
+
+def test_expiry_queues_the_evidence_freshness_probes_of_its_controls(db_session, make_user, make_control,
+                                                                       make_evidence) -> None:
+    from governance.models.probes import Check, CheckControl, Probe, ProbeRun
+
+    engineer = make_user("engineer")
+    control, other = make_control("GV-1"), make_control("GV-2")
+    evidence = _approve(db_session, make_evidence(engineer, control=control, expires_on="2026-01-31"))
+    probes = {}
+    for name, on in (("freshness", control), ("elsewhere", other)):
+        probe = Probe(name=name, kind="evidence_freshness", config={})
+        db_session.add(probe)
+        db_session.flush()
+        check = Check(probe_id=probe.id, control_id=on.id, name=f"{name} check", parameters={})
+        db_session.add(check)
+        db_session.flush()
+        db_session.add(CheckControl(check_id=check.id, control_id=on.id))
+        probes[name] = probe
+    db_session.commit()
+
+    _sweep(db_session, datetime(2026, 2, 1, 0, 0, 1, tzinfo=UTC))
+    assert evidence.status == EvidenceStatus.EXPIRED
+    runs = db_session.scalars(select(ProbeRun)).all()
+    assert [(r.probe_id, r.status) for r in runs] == [(probes["freshness"].id, "queued")]

@@ -45,6 +45,7 @@ CASCADE_FOREIGN_KEYS = {
     ("evidence_links", "control_id"),
     ("evidence_links", "check_id"),
     ("evidence_links", "task_id"),
+    ("check_controls", "check_id"),
     ("mappings", "source_control_id"),
     ("mappings", "target_control_id"),
 }

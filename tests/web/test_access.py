@@ -104,6 +104,25 @@ MATRIX: dict[str, set[str]] = {
     "notifications.index": EVERYONE,
     "notifications.mark_read": EVERYONE,
     "notifications.mark_all_read": EVERYONE,
+    # probes and checks (blueprints/probes)
+    "probes.index": EVERYONE,
+    "probes.new": {"admin", "compliance_officer"},
+    "probes.create": {"admin", "compliance_officer"},
+    "probes.detail": EVERYONE,
+    "probes.edit": {"admin", "compliance_officer"},
+    "probes.update": {"admin", "compliance_officer"},
+    "probes.toggle": {"admin", "compliance_officer"},
+    "probes.run_now": {"admin", "compliance_officer", "engineer"},
+    "probes.run_status": EVERYONE,
+    "probes.new_check": {"admin", "compliance_officer"},
+    "probes.create_check": {"admin", "compliance_officer"},
+    "probes.check_detail": EVERYONE,
+    "probes.edit_check": {"admin", "compliance_officer"},
+    "probes.update_check": {"admin", "compliance_officer"},
+    "probes.toggle_check": {"admin", "compliance_officer"},
+    "probes.attest": EVERYONE,
+    # benchmark baseline
+    "bench_baseline.layout_baseline": EVERYONE,
 }
 
 # Endpoints that end the caller's own session go last, so the rest run signed in.
