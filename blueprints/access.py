@@ -77,8 +77,16 @@ def current_role_name() -> str | None:
 
 
 def can(resource: str, action: str) -> bool:
-    """May the signed-in user do `action` on `resource`? (False when signed out.)"""
-    return authz.can(current_role_name(), resource, action)
+    """May the signed-in user do `action` on `resource`? (False when signed out.)
+
+    Answers are kept for the rest of the request (pages ask the same few questions many times, and
+    each Casbin enforce evaluates its matcher afresh); the rules were refreshed at its start."""
+    role = current_role_name()
+    memo: dict[tuple[str | None, str, str], bool] = g.setdefault("can_memo", {})
+    key = (role, resource, action)
+    if key not in memo:
+        memo[key] = authz.can(role, resource, action)
+    return memo[key]
 
 
 def _denial_burst_alert(actor_id: Any, actor_name: str) -> None:

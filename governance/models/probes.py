@@ -73,7 +73,7 @@ class Check(UUIDPk, Timestamps, Base):
         Index("ix_checks_active_probe_id", "probe_id", postgresql_where=text("status = 'active'")),
         # The dashboard's failing checks, newest first.
         Index("ix_checks_failing_last_result_at_id", "last_result_at", "id",
-              postgresql_where=text("last_outcome IN ('non_compliant', 'partial', 'error')")),
+              postgresql_where=text("last_outcome IN ('non_compliant', 'partial', 'error') AND status = 'active'")),
     )
 
     probe_id: Mapped[uuid.UUID] = mapped_column(

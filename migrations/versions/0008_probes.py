@@ -122,7 +122,7 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_controls_owner_id_users'), 'users', ['owner_id'], ['id'], ondelete='RESTRICT')
 
     op.create_index("ix_checks_failing_last_result_at_id", "checks", ["last_result_at", "id"], unique=False,
-                    postgresql_where=sa.text("last_outcome IN ('non_compliant', 'partial', 'error')"))
+                    postgresql_where=sa.text("last_outcome IN ('non_compliant', 'partial', 'error') AND status = 'active'"))
     # ### end Alembic commands ###
     for table in NEW_TABLES:  # updated_at kept by the database, as on every table (0001)
         op.execute(f"CREATE TRIGGER {table}_set_updated_at BEFORE UPDATE ON {table} "
