@@ -241,3 +241,15 @@ def test_cli_load_library(app, db_session) -> None:
     assert unknown.exit_code != 0 and "Unknown library 'nope'" in unknown.output
     usage = runner.invoke(args=["frameworks", "load-library"])
     assert usage.exit_code != 0 and "--all" in usage.output
+
+
+def test_a_loaded_framework_starts_with_its_assessable_controls_unassessed(db_session) -> None:
+    from sqlalchemy import select
+
+    from governance.models.scoring import CurrentScore
+    from governance.services import libraries as libs
+
+    imported = libs.load_library(db_session, "nist-ai-rmf")
+    row = db_session.scalars(select(CurrentScore).where(CurrentScore.framework_id == imported.framework.id)).one()
+    assert row.value is None and row.unassessed == 72
+    assert (row.compliant, row.partial, row.non_compliant, row.error) == (0, 0, 0, 0)

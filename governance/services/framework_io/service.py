@@ -122,6 +122,10 @@ def import_framework(session: Session, data: Any, *, fmt: str = "auto", title: s
     if rows:
         # Parents come before their children in `rows`, so every parent_id exists when checked.
         session.execute(insert(Control), rows)
+        # The new framework's score row starts with its controls counted as unassessed.
+        from governance.services import scoring
+
+        scoring.on_controls_changed(session, list(ids.values()))
     audit.record(session, "framework.import", object_type="framework", object_id=framework.id,
                  details={**details, "result": "created"})
     return ImportResult(framework, True, total, withdrawn, chosen, digest, time.perf_counter() - started)
