@@ -7,6 +7,7 @@ need all of it. Responses vary on HX-Request so no cache hands a fragment to a f
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,14 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
 }
+
+
+def parse_uuid(raw: str | None) -> uuid.UUID | None:
+    """A UUID from user input (a form field or query argument), or None when it is not one."""
+    try:
+        return uuid.UUID(raw or "")
+    except ValueError:
+        return None
 
 
 def is_htmx() -> bool:

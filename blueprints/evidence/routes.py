@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 from blueprints.access import requires
 from blueprints.errors.routes import error_response
 from blueprints.evidence.forms import ReviewForm, review_form
-from blueprints.web import render, wants_fragment
+from blueprints.web import parse_uuid, render, wants_fragment
 from extensions import db
 from governance.models.enums import EvidenceStatus
 from governance.models.evidence import Evidence, EvidenceLink, EvidenceRevision
@@ -90,13 +90,6 @@ def _storage() -> Storage:
     return store
 
 
-def _uuid(raw: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw or "")
-    except ValueError:
-        return None
-
-
 def _evidence_or_404(evidence_id: uuid.UUID) -> Evidence:
     evidence = queries.get_evidence(db.session, evidence_id)
     if evidence is None:
@@ -133,12 +126,12 @@ def _list_filters() -> queries.ListFilters:
         status=EvidenceStatus(status) if status in {s.value for s in EvidenceStatus} else None,
         q=queries.clean_query(request.args.get("q")),
         expiring=request.args.get("expiring") == "1",
-        control_id=_uuid(request.args.get("control")),
+        control_id=parse_uuid(request.args.get("control")),
     )
 
 
 def _list_cursor() -> tuple[datetime, uuid.UUID] | None:
-    after_id = _uuid(request.args.get("after_id"))
+    after_id = parse_uuid(request.args.get("after_id"))
     try:
         after_created = datetime.fromisoformat(request.args.get("after_created", ""))
     except ValueError:
@@ -364,7 +357,7 @@ def link_targets(evidence_id: uuid.UUID) -> Response:
 def add_link(evidence_id: uuid.UUID) -> Response:
     evidence = _evidence_or_404(evidence_id)
     target_type = request.form.get("type", "")
-    target_id = _uuid(request.form.get("target_id"))
+    target_id = parse_uuid(request.form.get("target_id"))
     if target_type not in LINK_TYPES or target_id is None:
         return _links_panel(evidence_id, status=422, link_error="Choose a control, check or task to link.")
     try:
@@ -432,7 +425,7 @@ def control_candidates(control_id: uuid.UUID) -> Response:
 @requires("evidence", "link")
 def control_attach(control_id: uuid.UUID) -> Response:
     control = _control_or_404(control_id)
-    evidence_id = _uuid(request.form.get("evidence_id"))
+    evidence_id = parse_uuid(request.form.get("evidence_id"))
     evidence = queries.get_evidence(db.session, evidence_id) if evidence_id else None
     if evidence is None:
         return _control_section(control, status=422, evidence_error="Choose evidence to attach.")

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 from blueprints.access import requires
 from blueprints.errors.routes import error_response
 from blueprints.probes.forms import AttestForm, CheckForm, ProbeForm
-from blueprints.web import render, wants_fragment
+from blueprints.web import parse_uuid, render, wants_fragment
 from extensions import db
 from governance import probes as kinds
 from governance.models.enums import CheckStatus, ResultOutcome
@@ -61,13 +61,6 @@ def run_counts(counts: Mapping[str, Any] | None) -> str:
     parts = [f"{int(n)} {outcome_label(k).lower()}" for k, n in sorted((counts or {}).items())
              if isinstance(n, int) and n]
     return ", ".join(parts)
-
-
-def _uuid(raw: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw or "")
-    except ValueError:
-        return None
 
 
 def _probe_or_404(probe_id: uuid.UUID) -> Probe:
@@ -158,7 +151,7 @@ def create() -> Response:
     try:
         probe = service.create_probe(
             db.session, name=form.name.data, kind=form.kind.data, description=form.description.data,
-            config=config, schedule=form.schedule.data, owner_id=_uuid(form.owner_id.data),
+            config=config, schedule=form.schedule.data, owner_id=parse_uuid(form.owner_id.data),
             enabled=bool(form.enabled.data))
     except ProbeServiceError as exc:
         db.session.rollback()
@@ -217,7 +210,7 @@ def update(probe_id: uuid.UUID) -> Response:
     try:
         changed = service.update_probe(
             db.session, probe, name=form.name.data, description=form.description.data, config=config,
-            schedule=form.schedule.data, owner_id=_uuid(form.owner_id.data), enabled=bool(form.enabled.data))
+            schedule=form.schedule.data, owner_id=parse_uuid(form.owner_id.data), enabled=bool(form.enabled.data))
     except ProbeServiceError as exc:
         db.session.rollback()
         probe = _probe_or_404(probe_id)
@@ -311,7 +304,7 @@ def _param_fields(kind: kinds.ProbeKind | None) -> set[str]:
 
 def _chosen_controls() -> list[uuid.UUID]:
     source = request.form if request.method == "POST" else request.args
-    ids = [_uuid(v) for v in source.getlist("control_ids")]
+    ids = [parse_uuid(v) for v in source.getlist("control_ids")]
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
@@ -372,7 +365,7 @@ def check_detail(check_id: uuid.UUID) -> Response:
 
 
 def _results_cursor() -> tuple[datetime, uuid.UUID] | None:
-    after_id = _uuid(request.args.get("after_id"))
+    after_id = parse_uuid(request.args.get("after_id"))
     try:
         after_created = datetime.fromisoformat(request.args.get("after_created", ""))
     except ValueError:

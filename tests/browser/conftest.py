@@ -62,6 +62,24 @@ def live_server(app_factory: Callable[..., Flask], clean_database: None) -> Iter
 
 
 @pytest.fixture
+def live_storage(live_server: LiveServer, s3_server: Any) -> Iterator[Any]:
+    """The live server's object store on a bucket of the test's own, purged afterwards (the
+    session app's `storage` fixture does not reach the live server's app)."""
+    from governance.storage import Storage
+
+    store = Storage(s3_server.endpoint, s3_server.access_key, s3_server.secret_key,
+                    bucket="t-" + uuid.uuid4().hex[:16])
+    store.ensure_bucket()
+    original = live_server.app.extensions["storage"]
+    live_server.app.extensions["storage"] = store
+    try:
+        yield store
+    finally:
+        live_server.app.extensions["storage"] = original
+        store.purge_bucket()
+
+
+@pytest.fixture
 def committed_user(live_server: LiveServer) -> Callable[..., Any]:
     """committed_user(role) -> (email, password, name): a user committed for real (the browser must
     see it); clean_database removes it after the test."""

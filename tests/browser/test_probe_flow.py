@@ -6,31 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from governance.storage import Storage
 from tests.browser.test_smoke import _sign_in
 
 LiveServer = Any  # tests/browser/conftest.py:LiveServer
-
-
-@pytest.fixture
-def live_storage(live_server: LiveServer, s3_server: Any) -> Iterator[Storage]:
-    store = Storage(s3_server.endpoint, s3_server.access_key, s3_server.secret_key,
-                    bucket="t-" + uuid.uuid4().hex[:16])
-    store.ensure_bucket()
-    original = live_server.app.extensions["storage"]
-    live_server.app.extensions["storage"] = store
-    try:
-        yield store
-    finally:
-        live_server.app.extensions["storage"] = original
-        store.purge_bucket()
 
 
 def _committed_framework(live_server: LiveServer) -> str:
