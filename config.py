@@ -109,6 +109,9 @@ class Settings:
     evidence_expiry_notice_days: int = 14
     # The dashboard's widgets reload themselves this often (seconds; also on probe-run-finished).
     dashboard_refresh_seconds: int = 30
+    # Widgets are kept in the shared read cache until a write changes their data, and at most this
+    # long (seconds) for what depends on the clock alone (overdue, expiring soon); 0 turns it off.
+    dashboard_cache_seconds: int = 60
     # E-mail (notifications): nothing is sent while SMTP_HOST is empty.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -179,6 +182,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         evidence_lock_mode=(env.get("EVIDENCE_LOCK_MODE") or "GOVERNANCE").upper(),
         evidence_expiry_notice_days=_int(env, "EVIDENCE_EXPIRY_NOTICE_DAYS", 14),
         dashboard_refresh_seconds=max(5, _int(env, "DASHBOARD_REFRESH_SECONDS", 30)),
+        dashboard_cache_seconds=max(0, _int(env, "DASHBOARD_CACHE_SECONDS", 60)),
         smtp_host=env.get("SMTP_HOST") or None,
         smtp_port=_int(env, "SMTP_PORT", 587),
         smtp_username=_read(env, "SMTP_USERNAME"),

@@ -39,7 +39,7 @@ from extensions import db
 from governance.storage import Storage
 
 # Rows the migrations own (reference data): kept by clean_database.
-REFERENCE_TABLES = frozenset({"roles", "permissions", "alembic_version"})
+REFERENCE_TABLES = frozenset({"roles", "permissions", "alembic_version", "cache_generations"})
 TEST_PASSWORD = "correct horse battery staple"
 
 
@@ -173,6 +173,9 @@ def db_session(app: Flask) -> Iterator[scoped_session[Session]]:
 
     connection: Connection = db.engine.connect()
     outer = connection.begin()
+    # The test's transaction never commits: fire deferred triggers (the read cache's generation)
+    # at the end of each statement instead, so what a test writes invalidates what it cached.
+    connection.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
     original = db.session
     db.session = scoped_session(
         sessionmaker(bind=connection, join_transaction_mode="create_savepoint"),

@@ -1,15 +1,18 @@
 """The dashboard: a read-only page of widgets, each a named block of one template with a stable id
 that htmx reloads in place (every DASHBOARD_REFRESH_SECONDS and on the `probe-run-finished` event)
 with `?widget=<name>`. Every widget reads pre-aggregated rows in a fixed number of statements
-(blueprints/main/widgets.py). Frameworks and controls: blueprints/frameworks."""
+(blueprints/main/widgets.py); its body is rendered once for every viewer and kept in the shared read
+cache (governance.services.read_cache) until a write changes its data, so a page view is one
+statement for all widgets when nothing changed. Frameworks and controls: blueprints/frameworks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 from sqlalchemy import ScalarSelect, func, select
 from werkzeug.wrappers import Response
@@ -21,7 +24,7 @@ from extensions import db
 from governance.models import Control, Evidence, Framework, Task, User
 from governance.models.audit import Alert
 from governance.models.enums import TaskStatus
-from governance.services import kpis, scoring
+from governance.services import kpis, read_cache, scoring
 
 bp = Blueprint("main", __name__)
 
@@ -51,39 +54,55 @@ def dashboard_counts() -> dict[str, int]:
     return {key: int(value or 0) for key, value in row._mapping.items()}
 
 
-def _user_id() -> Any:
-    return current_user.id if current_user.is_authenticated else None
+@dataclass(frozen=True)
+class Widget:
+    body: str  # the template of its body, the same for every viewer
+    load: Callable[[datetime], dict[str, Any]]  # the body's context, read at `now`
+    permission: tuple[str, str] | None  # who may see it (None: everyone with dashboard:read)
 
 
-# widget name (the ?widget= value and the template block) -> what it needs, and who may see it.
-WIDGETS: dict[str, tuple[str, Callable[[datetime], Any], tuple[str, str] | None]] = {
-    "counts": ("counts", lambda now: dashboard_counts(), None),
-    "scores": ("scores", lambda now: widgets.framework_scores(db.session(), now, _user_id()), None),
-    "failing": ("failing", lambda now: widgets.failing_checks(db.session(), now), ("checks", "read")),
-    "expiring": ("expiring", lambda now: widgets.expiring_evidence(db.session(), now), ("evidence", "read")),
+# widget name (the ?widget= value, the template block and the cache key)
+WIDGETS: dict[str, Widget] = {
+    "counts": Widget("main/_counts.html", lambda now: {"counts": dashboard_counts(), "as_of_time": now}, None),
+    "scores": Widget("main/_scores.html",
+                     lambda now: {"scores": widgets.framework_scores(db.session(), now),
+                                  "formula": scoring.FORMULA_TEXT}, None),
+    "failing": Widget("main/_failing.html", lambda now: {"failing": widgets.failing_checks(db.session(), now)},
+                      ("checks", "read")),
+    "expiring": Widget("main/_expiring.html",
+                       lambda now: {"expiring": widgets.expiring_evidence(db.session(), now)}, ("evidence", "read")),
 }
 
 
 def _visible(name: str) -> bool:
-    permission = WIDGETS[name][2]
+    permission = WIDGETS[name].permission
     return permission is None or can(*permission)
+
+
+def _renderer(template: str, load: Callable[[datetime], dict[str, Any]]) -> Callable[[datetime], str]:
+    return lambda now: render_template(template, **load(now))
 
 
 @bp.get("/")
 @requires("dashboard", "read")
 def dashboard() -> Response:
-    now = datetime.now(UTC)
-    context: dict[str, Any] = {
-        "generated_at": now,
-        "refresh_seconds": current_app.config["SETTINGS"].dashboard_refresh_seconds,
-        "formula": scoring.FORMULA_TEXT,
-        "show": {name: _visible(name) for name in WIDGETS},
-    }
+    settings = current_app.config["SETTINGS"]
     requested = request.args.get("widget", "counts")
     # An unknown or forbidden widget name falls back to the counts block (the Refresh button's).
     name = requested if requested in WIDGETS and _visible(requested) else "counts"
     wanted = [name] if wants_fragment() else [w for w in WIDGETS if _visible(w)]
-    for widget in wanted:
-        key, load, _permission = WIDGETS[widget]
-        context[key] = load(now)
-    return render("main/dashboard.html", block=name, **context)
+
+    loaders = {w: _renderer(WIDGETS[w].body, WIDGETS[w].load) for w in wanted}
+    own_key = f"mine:{current_user.id}"
+    if "scores" in wanted:
+        loaders[own_key] = _renderer(
+            "main/_mine.html", lambda now: {"own": widgets.own_score(db.session(), now, current_user.id)})
+    bodies = read_cache.get_or_compute(db.session(), read_cache.DASHBOARD, loaders,
+                                       timedelta(seconds=settings.dashboard_cache_seconds))
+    response = render("main/dashboard.html", block=name, generated_at=datetime.now(UTC),
+                      refresh_seconds=settings.dashboard_refresh_seconds,
+                      show={w: _visible(w) for w in WIDGETS},
+                      bodies={("mine" if key == own_key else key): value for key, value in bodies.items()})
+    if any(not body.hit for body in bodies.values()):
+        db.session.commit()  # keep what was computed for the other viewers and workers
+    return response

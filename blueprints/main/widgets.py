@@ -83,7 +83,6 @@ class FrameworkScore:
 class ScoresWidget:
     frameworks: list[FrameworkScore]
     more: bool
-    mine: FrameworkScore | None
     as_of: datetime
 
 
@@ -95,9 +94,9 @@ def _score(row: Any, **names: Any) -> FrameworkScore:
                           computed_at=row.computed_at, **names)
 
 
-def framework_scores(session: Session, now: datetime, user_id: uuid.UUID | None) -> ScoresWidget:
-    """Three statements: live frameworks with their current score, their last 30 days of metrics,
-    and the signed-in user's own score."""
+def framework_scores(session: Session, now: datetime) -> ScoresWidget:
+    """Two statements: live frameworks with their current score, and their last 30 days of metrics.
+    The same for every viewer (cached as one fragment); the viewer's own score is own_score()."""
     cs = CurrentScore
     rows = session.execute(
         select(Framework.id, Framework.title, Framework.version, cs.value, cs.compliant, cs.partial,
@@ -128,15 +127,24 @@ def framework_scores(session: Session, now: datetime, user_id: uuid.UUID | None)
             points = [*points, (today, score.value)]
         score.trend = sparkline(f"{score.title} {score.version}", points)
 
-    mine = None
-    if user_id is not None:
-        row = session.execute(
-            select(cs.value, cs.compliant, cs.partial, cs.non_compliant, cs.unassessed, cs.error,
-                   cs.not_applicable, cs.computed_at).where(cs.user_id == user_id, cs.scope == ScoreScope.USER)
-        ).one_or_none()
-        if row is not None:
-            mine = _score(row, id=user_id, title="Controls you own", version="")
-    return ScoresWidget(scores, more, mine, now)
+    return ScoresWidget(scores, more, now)
+
+
+@dataclass
+class OwnScore:
+    score: FrameworkScore | None
+    as_of: datetime
+
+
+def own_score(session: Session, now: datetime, user_id: uuid.UUID) -> OwnScore:
+    """One statement: the score over the controls the user owns (None when they own none)."""
+    cs = CurrentScore
+    row = session.execute(
+        select(cs.value, cs.compliant, cs.partial, cs.non_compliant, cs.unassessed, cs.error,
+               cs.not_applicable, cs.computed_at).where(cs.user_id == user_id, cs.scope == ScoreScope.USER)
+    ).one_or_none()
+    mine = None if row is None else _score(row, id=user_id, title="Controls you own", version="")
+    return OwnScore(mine, now)
 
 
 @dataclass

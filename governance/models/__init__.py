@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from governance.models.audit import Alert, AuditLog
 from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
+from governance.models.cache import CacheEntry, CacheGeneration
 from governance.models.enums import (
     AlertStatus,
     AuditOutcome,
@@ -42,6 +43,8 @@ __all__ = [
     "AuditLog",
     "AuditOutcome",
     "Base",
+    "CacheEntry",
+    "CacheGeneration",
     "Check",
     "CheckControl",
     "CheckStatus",

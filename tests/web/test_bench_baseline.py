@@ -42,7 +42,8 @@ def test_the_baseline_runs_only_the_statements_every_signed_in_page_runs(
     baseline = _statements(client, "/layout-baseline")
     # The password form renders the same layout and queries nothing of its own either.
     form_page = _statements(client, "/account/password")
-    dashboard = _statements(client, "/")
+    client.get("/")  # computes the widgets and keeps them in the read cache (and commits)
+    dashboard = _statements(client, "/")  # the steady state the benchmark measures
 
     assert len(baseline) == len(form_page), (baseline, form_page)
     assert sorted(baseline) == sorted(form_page)

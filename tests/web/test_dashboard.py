@@ -179,19 +179,27 @@ def _statements(client: FlaskClient, url: str, headers: dict[str, str] | None = 
     return len(statements)
 
 
-def _measure(client: FlaskClient) -> dict[str, int]:
+def _measure(client: FlaskClient, override_settings: Any) -> dict[str, int]:
+    """Statements per request: computed (the cache off: what a miss costs) and from the cache."""
+    override_settings(dashboard_cache_seconds=0)
     counts = {"page": _statements(client, "/")}
     for widget in WIDGETS:
         counts[widget] = _statements(client, f"/?widget={widget}", HX)
+    override_settings(dashboard_cache_seconds=60)
+    client.get("/")  # computes every widget and keeps it
+    counts["page, cached"] = _statements(client, "/")
+    for widget in WIDGETS:
+        counts[f"{widget}, cached"] = _statements(client, f"/?widget={widget}", HX)
     return counts
 
 
 def test_statement_counts_are_bounded_and_the_same_for_small_and_large_data(
-        client: FlaskClient, login_as: Any, data: Data, make_user: Any, make_evidence: Any, db_session: Any) -> None:
+        client: FlaskClient, login_as: Any, data: Data, make_user: Any, make_evidence: Any, db_session: Any,
+        override_settings: Any) -> None:
     login_as("admin")
     data.framework("Small one", [ResultOutcome.NON_COMPLIANT])
     client.get("/")  # warm caches (the role's permissions) before measuring
-    small = _measure(client)
+    small = _measure(client, override_settings)
 
     for i in range(15):  # more frameworks than shown, each with history and failing checks
         fw = data.framework(f"Large {i:02d}", [ResultOutcome.NON_COMPLIANT, ResultOutcome.PARTIAL,
@@ -202,8 +210,14 @@ def test_statement_counts_are_bounded_and_the_same_for_small_and_large_data(
         evidence = make_evidence(owner, name=f"Expiring {i}")
         evidence.status, evidence.expires_at = EvidenceStatus.APPROVED, datetime.now(UTC) + timedelta(days=i + 1)
     db_session.flush()
-    large = _measure(client)
+    large = _measure(client, override_settings)
 
     assert large == small
     assert large["scores"] - large["counts"] <= 3 and large["failing"] - large["counts"] <= 2
     assert large["expiring"] - large["counts"] <= 1
+    # From the cache, every widget costs one statement beyond the sign-in's, and so do all of the
+    # page's widgets together (the page adds the navigation's unread-notifications count).
+    signed_in = large["counts, cached"] - 1
+    assert all(large[f"{w}, cached"] == signed_in + 1 for w in WIDGETS)
+    assert large["page, cached"] == signed_in + 1 + 1
+    assert large["page"] - large["page, cached"] == 7 - 1  # computed: the widgets' own seven
