@@ -414,7 +414,79 @@ def snapshot_kpis_command() -> None:
     click.echo(f"wrote {written} metric(s) for today")
 
 
+audit_cli = AppGroup("audit", help="The audit log: verify its hash chain, export an anchor, app-role grants.")
+
+
+@audit_cli.command("verify")
+@click.option("--no-anchors", is_flag=True, help="Check the chain and its head only, not the anchors in "
+              "the object store (AUDIT_ANCHOR_BUCKET).")
+@click.option("--anchors", "anchor_count", default=24, show_default=True, type=click.IntRange(0, 10_000),
+              help="How many of the newest anchors to compare the chain with.")
+@click.option("--batch-size", default=20_000, show_default=True, type=click.IntRange(100, 1_000_000),
+              help="Rows fetched per round trip of the server-side cursor.")
+@click.option("--no-alert", is_flag=True, help="Report only: raise no audit.chain_broken alert on failure.")
+def verify_audit_command(no_anchors: bool, anchor_count: int, batch_size: int, no_alert: bool) -> None:
+    """Walk the audit log's hash chain in seq order, recompute every hash, check the links, the head
+    and the newest anchors; name the first entry that does not match (docs/audit.md).
+
+    Exit status: 0 when the chain holds, 1 when it is broken (and the critical alert is raised)."""
+    from governance.services import audit_chain
+    from governance.storage import StorageError
+
+    settings = current_app.config["SETTINGS"]
+    anchors: list[audit_chain.Anchor] = []
+    if not no_anchors and anchor_count:
+        try:
+            anchors = audit_chain.latest_anchors(audit_chain.anchor_store(settings), anchor_count)
+        except StorageError as exc:
+            click.echo(f"warning: anchors not checked ({exc})", err=True)
+    url = db.engine.url.render_as_string(hide_password=False)
+    result = audit_chain.verify_database(url, anchors=anchors, batch_size=batch_size)
+    click.echo(result.summary())
+    if result.ok:
+        return
+    if not no_alert:
+        with context.acting_as(_cli_context("audit verify")):
+            audit_chain.report_failure(db.session, result)
+            db.session.commit()
+        click.echo("raised the critical alert audit.chain_broken", err=True)
+    raise click.exceptions.Exit(1)
+
+
+@audit_cli.command("anchor")
+def export_anchor_command() -> None:
+    """Export the chain head as an anchor into AUDIT_ANCHOR_BUCKET now (also hourly, gov:audit_anchor)."""
+    from governance.services import audit_chain
+
+    settings = current_app.config["SETTINGS"]
+    with context.acting_as(_cli_context("audit anchor")):
+        anchor = audit_chain.export_anchor(db.session, audit_chain.anchor_store(settings),
+                                           lock_days=settings.audit_anchor_lock_days,
+                                           lock_mode=settings.evidence_lock_mode)
+        db.session.commit()
+    click.echo(f"anchored seq {anchor.seq} ({anchor.hash.hex()}) as {settings.audit_anchor_bucket}/{anchor.key}")
+
+
+@audit_cli.command("grant-app-role")
+@click.argument("role")
+def grant_app_role_command(role: str) -> None:
+    """Grant ROLE (an existing database role) what the app needs, audit_logs limited to SELECT and
+    INSERT. Run it as the tables' owner after each migration that adds tables."""
+    from sqlalchemy import text
+
+    from governance.services import audit_chain
+
+    exists = db.session.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+    if exists is None:
+        raise click.ClickException(f"no database role {role!r}")
+    with context.acting_as(_cli_context("audit grant-app-role")):
+        statements = audit_chain.grant_app_role(db.session, role)
+        db.session.commit()
+    click.echo("\n".join(statements))
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(audit_cli)
     app.cli.add_command(scores_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(partitions_cli)

@@ -59,6 +59,29 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+DEFAULT_TASK_SLA_DAYS = {"critical": 2, "high": 7, "medium": 30, "low": 90}
+
+
+def _sla_days(raw: str | None) -> dict[str, int]:
+    """TASK_SLA_DAYS="critical=2,high=7,medium=30,low=90": days per severity (unnamed ones keep
+    their default)."""
+    days = dict(DEFAULT_TASK_SLA_DAYS)
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in days:
+            raise ConfigError(f"TASK_SLA_DAYS takes severity=days pairs ({', '.join(days)}), got {part.strip()!r}")
+        try:
+            days[name] = int(value)
+        except ValueError as exc:
+            raise ConfigError(f"TASK_SLA_DAYS: {name} must be a whole number of days, got {value.strip()!r}") from exc
+        if days[name] < 0:
+            raise ConfigError(f"TASK_SLA_DAYS: {name} cannot be negative")
+    return days
+
+
 def normalise_database_url(url: str) -> str:
     """We always talk psycopg 3: accept the common postgres:// spellings and rewrite them."""
     for prefix in ("postgres://", "postgresql://"):
@@ -123,6 +146,12 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:5000"
     # Probes (docs/probes.md): a run whose kind has not finished after this many seconds is timed out.
     probe_run_timeout_s: int = 120
+    # Remediation tasks (docs/alerts.md): an alert's task is due this many days after it opens.
+    task_sla_days: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TASK_SLA_DAYS))
+    # Audit log (docs/audit.md): the hourly chain-head anchors go to this bucket (object lock where
+    # the store supports it), each locked this many days in the evidence lock mode.
+    audit_anchor_bucket: str = "audit-anchors"
+    audit_anchor_lock_days: int = 400
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -165,8 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
         session_max_hours=_int(env, "SESSION_MAX_HOURS", 8),
         mfa_required_roles=tuple(
-            r.strip() for r in (env.get("MFA_REQUIRED_ROLES") if env.get("MFA_REQUIRED_ROLES") is not None
-                                else "admin").split(",") if r.strip()
+            r.strip() for r in env.get("MFA_REQUIRED_ROLES", "admin").split(",") if r.strip()
         ),
         login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5),
         login_window_minutes=_int(env, "LOGIN_WINDOW_MINUTES", 15),
@@ -191,6 +219,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_from=env.get("SMTP_FROM") or "governance@localhost",
         public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         probe_run_timeout_s=_int(env, "PROBE_RUN_TIMEOUT_S", 120),
+        task_sla_days=_sla_days(env.get("TASK_SLA_DAYS")),
+        audit_anchor_bucket=env.get("AUDIT_ANCHOR_BUCKET") or "audit-anchors",
+        audit_anchor_lock_days=max(0, _int(env, "AUDIT_ANCHOR_LOCK_DAYS", 400)),
     )
     if settings.evidence_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
         raise ConfigError(f"EVIDENCE_LOCK_MODE must be GOVERNANCE or COMPLIANCE, got {settings.evidence_lock_mode!r}")

@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, request
 from flask_login import current_user
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from extensions import db
 from governance import authz
-from governance.models.audit import Alert, AuditLog
-from governance.models.enums import AuditOutcome, Severity
-from governance.services import audit
+from governance.models.audit import AuditLog
+from governance.models.enums import AuditOutcome
+from governance.services import alerts, audit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +39,7 @@ PERMISSION_ATTR = "_access_permission"
 BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
 
 DENIED_ACTION = "access.denied"
-DENIAL_ALERT_RULE = "access.denied_burst"
+DENIAL_ALERT_RULE = alerts.DENIAL_BURST
 
 
 def public(view: F) -> F:
@@ -90,8 +89,9 @@ def can(resource: str, action: str) -> bool:
 
 
 def _denial_burst_alert(actor_id: Any, actor_name: str) -> None:
-    """After a denial is recorded: if the actor now has ≥ threshold denials in the window, open one
-    alert per actor (a second burst while it is unresolved adds nothing: the unique dedup index)."""
+    """After a denial is recorded: if the actor now has ≥ threshold denials in the window, raise the
+    actor's DENIAL_BURST alert (one per actor while unresolved: later denials count as repeats; the
+    periodic sweep clears it once a window passes without any)."""
     settings = current_app.config["SETTINGS"]
     since = func.now() - timedelta(minutes=settings.denial_alert_window_minutes)
     recent = db.session.scalar(
@@ -102,21 +102,12 @@ def _denial_burst_alert(actor_id: Any, actor_name: str) -> None:
     ) or 0
     if recent < settings.denial_alert_threshold:
         return
-    db.session.execute(
-        insert(Alert).values(
-            rule=DENIAL_ALERT_RULE,
-            severity=Severity.HIGH,
-            title=f"{recent} refused requests by {actor_name} within "
-                  f"{settings.denial_alert_window_minutes} minutes",
-            details={"actor_id": str(actor_id), "actor_name": actor_name, "denials": int(recent),
-                     "window_minutes": settings.denial_alert_window_minutes},
-            source_type="user",
-            source_id=str(actor_id),
-            dedup_key=f"{DENIAL_ALERT_RULE}:{actor_id}",
-        ).on_conflict_do_nothing(
-            index_elements=["dedup_key"],
-            index_where=text("status <> 'resolved' AND dedup_key IS NOT NULL"),
-        )
+    alerts.raise_alert(
+        db.session, rule=DENIAL_ALERT_RULE, subject_type="user", subject_id=actor_id,
+        title=f"{recent} refused requests by {actor_name} within {settings.denial_alert_window_minutes} minutes",
+        severity=alerts.RULES[DENIAL_ALERT_RULE].severity,
+        details={"actor_id": str(actor_id), "actor_name": actor_name, "denials": int(recent),
+                 "window_minutes": settings.denial_alert_window_minutes},
     )
 
 

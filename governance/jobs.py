@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from governance import context
 from governance.probes import TransientProbeError
-from governance.services import evidence_freshness, mail, partitions, probe_runs
+from governance.services import alerts, evidence_freshness, mail, partitions, probe_runs
 from governance.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ NAMESPACE = "gov"
 MAINTAIN_PARTITIONS = f"{NAMESPACE}:maintain_partitions"
 EVIDENCE_FRESHNESS = f"{NAMESPACE}:evidence_freshness"
 DELIVER_NOTIFICATIONS = f"{NAMESPACE}:deliver_notifications"
+PROCESS_ALERTS = f"{NAMESPACE}:process_alerts"
+AUDIT_ANCHOR = f"{NAMESPACE}:audit_anchor"
+AUDIT_VERIFY = f"{NAMESPACE}:audit_verify"
 RUN_PROBE = probe_runs.RUN_PROBE
 SCHEDULE_PROBES = probe_runs.SCHEDULE_PROBES
 
@@ -57,6 +60,18 @@ def evidence_freshness_now(session_factory: Callable[[], Session], settings: Any
     result = evidence_freshness.run_freshness(session_factory, settings, actor_name="job:evidence_freshness")
     mail.deliver_pending_now(session_factory, settings)
     return result
+
+
+def process_alerts_now(session_factory: Callable[[], Session], settings: Any) -> int:
+    """The alerts sweep (alerts raised in SQL get their event, audit entry, notices and task; quiet
+    denial bursts clear), then e-mail what is pending so a new alert reaches inboxes within a minute."""
+    with context.acting_as(context.ActionContext(actor_name="job:process_alerts")), session_factory() as session:
+        handled = alerts.process_unhandled(session, settings=settings)
+        session.commit()
+    if handled:
+        log.info("alerts sweep: %d alert(s) handled", handled)
+        mail.deliver_pending_now(session_factory, settings)
+    return handled
 
 
 def storage_from_settings(settings: Any) -> Storage:
@@ -140,6 +155,30 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
         from governance.services import kpis
 
         kpis.snapshot_now(session_factory)
+
+    # Every minute: alerts inserted by SQL alone (the schema-change trigger) and quiet denial bursts.
+    @app.periodic(cron="* * * * *")
+    @app.task(name=PROCESS_ALERTS, queueing_lock="process_alerts", pass_context=False)
+    def process_alerts(timestamp: int) -> None:
+        process_alerts_now(session_factory, settings())
+
+    # Hourly: the audit chain's head into the anchor bucket, so a rewrite of the whole chain shows
+    # against what was exported before it (docs/audit.md).
+    @app.periodic(cron="7 * * * *")
+    @app.task(name=AUDIT_ANCHOR, queueing_lock="audit_anchor", pass_context=False)
+    def audit_anchor(timestamp: int) -> None:
+        from governance.services import audit_chain
+
+        audit_chain.export_anchor_now(session_factory, settings())
+
+    # Daily: verify the whole chain against the newest anchors; a failure raises the critical alert.
+    @app.periodic(cron="40 2 * * *")
+    @app.task(name=AUDIT_VERIFY, queueing_lock="audit_verify", lock="audit_verify", pass_context=False)
+    def audit_verify(timestamp: int) -> None:
+        from governance.services import audit_chain
+
+        result = audit_chain.verify_now(database_url, session_factory, settings())
+        (log.info if result.ok else log.error)("%s", result.summary())
 
     return app
 

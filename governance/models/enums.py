@@ -95,7 +95,7 @@ class TaskStatus(enum.StrEnum):
     OPEN = "open"
     IN_PROGRESS = "in_progress"
     DONE = "done"
-    CANCELLED = "cancelled"
+    WONT_FIX = "wont_fix"  # closed without a fix; tasks.resolution says why
 
 
 # Python enum -> PostgreSQL type name. The migration creates exactly these types (and drops them on

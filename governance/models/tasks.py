@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Date, DateTime, ForeignKey, Index, String, Text, text
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from governance.models.evidence import Evidence, EvidenceLink
     from governance.models.frameworks import Control
     from governance.models.identity import User
+    from governance.models.probes import Probe
 
 
 class Task(UUIDPk, Timestamps, SoftDelete, Base):
@@ -37,6 +38,11 @@ class Task(UUIDPk, Timestamps, SoftDelete, Base):
             "due_date",
             postgresql_where=text("status IN ('open', 'in_progress') AND deleted_at IS NULL"),
         ),
+        # One remediation task per alert (opened automatically for high and critical alerts).
+        Index("uq_tasks_alert_id", "alert_id", unique=True, postgresql_where=text("alert_id IS NOT NULL")),
+        # The board: live tasks by status, soonest due first.
+        Index("ix_tasks_live_status_due_date", "status", "due_date", postgresql_where=text("deleted_at IS NULL")),
+        CheckConstraint("status <> 'wont_fix' OR resolution IS NOT NULL", name="wont_fix_has_reason"),
     )
 
     title: Mapped[str] = mapped_column(String(500), nullable=False)
@@ -62,14 +68,20 @@ class Task(UUIDPk, Timestamps, SoftDelete, Base):
     control_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), index=True
     )
+    probe_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("probes.id", ondelete="RESTRICT"), index=True
+    )
     due_date: Mapped[date | None] = mapped_column(Date)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why it was closed as wont_fix (required then), or a closing note.
+    resolution: Mapped[str | None] = mapped_column(Text)
 
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     alert: Mapped[Alert | None] = relationship(back_populates="tasks")
     evidence: Mapped[Evidence | None] = relationship(back_populates="tasks")
     control: Mapped[Control | None] = relationship()
+    probe: Mapped[Probe | None] = relationship()
     evidence_links: Mapped[list[EvidenceLink]] = relationship(back_populates="task", passive_deletes=True)
 
     def __repr__(self) -> str:

@@ -7,7 +7,8 @@ nothing already) keep their status. Only evidence.status changes: each revision 
 state (who approved what, and when, stays true).
 
 Each expiry is audited ("evidence.expire", actor: the job or the CLI command from the current
-ActionContext) and tells the owner. Owners of approved evidence expiring within N days get one
+ActionContext), tells the owner and raises an EVIDENCE_EXPIRED alert (governance.services.alerts;
+a newer approved revision clears it). Owners of approved evidence expiring within N days get one
 notice per evidence and expiry date (dedup_key), so running the sweep twice, or daily, repeats
 nothing. Queries are bounded batches on the partial indexes (ix_evidence_approved_expires_at;
 ix_evidence_live_status_created_at for in_review).
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from governance import context
 from governance.models.enums import EvidenceStatus
 from governance.models.evidence import Evidence
-from governance.services import audit
+from governance.services import alerts, audit
 from governance.services.notifications import NewNotification, notify_many
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,13 @@ def mark_expired(session: Session, now: datetime) -> tuple[int, int]:
                         dedup_key=f"evidence-expired:{evidence_id}:{expires_at.date().isoformat()}",
                     ))
             notified += len(notify_many(session, notices))
+            # Each expiry is an alert too (the owner was told above, in these words: not twice).
+            alerts.raise_many(session, [alerts.Raise(
+                rule=alerts.EVIDENCE_EXPIRED, subject_type="evidence", subject_id=evidence_id,
+                title=f"Evidence expired: {name}", severity=alerts.RULES[alerts.EVIDENCE_EXPIRED].severity,
+                owner_id=owner_id, notify_owner=False,
+                message=f"Valid until the end of {last_valid_day(expires_at)} (UTC); upload a current revision.",
+                details={"name": name, "expires_at": expires_at}) for evidence_id, name, owner_id, expires_at in rows])
             expired += len(rows)
             _rerun_freshness_checks(session, [r[0] for r in rows])
             if len(rows) < BATCH:

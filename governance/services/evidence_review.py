@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from governance.models.enums import AuditOutcome, EvidenceStatus
 from governance.models.evidence import Evidence, EvidenceLink, EvidenceReview, EvidenceRevision
-from governance.services import audit, probe_runs
+from governance.services import alerts, audit, probe_runs
 from governance.services.evidence import EvidenceError
 from governance.storage import Storage, StorageError
 
@@ -110,6 +110,10 @@ def review_revision(
                  details={"decision": status, "revision_id": revision.id, "review_id": review.id,
                           "sha256": revision.sha256, "version_id": revision.version_id,
                           "comment": text or None})
+    # A current, approved, unexpired revision renews the evidence: its expiry alert clears.
+    if evidence.status == EvidenceStatus.APPROVED and (evidence.expires_at is None or evidence.expires_at > now):
+        alerts.clear(session, rule=alerts.EVIDENCE_EXPIRED, subject_id=evidence.id,
+                     reason=f"revision {revision.number} was approved")
     # The decision changes what evidence_freshness checks see on the linked controls: re-run them
     # (their jobs are queued in this transaction, so they run only if the decision commits).
     control_ids = session.scalars(

@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session
 from governance import probes
 from governance.models.enums import CheckStatus, ProbeStatus, ResultOutcome
 from governance.models.probes import Check, CheckControl, Probe, ProbeRun, Result
-from governance.services import audit, scoring
+from governance.services import alerts, audit, scoring
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,8 @@ def _write(session_factory: Callable[[], Session], run_id: uuid.UUID,
             session.execute(update(Check), [
                 {"id": r["check_id"], "last_outcome": r["outcome"], "last_result_at": now, "last_message": r["message"]}
                 for r in rows])
+            # Failing checks raise (or repeat) their alert, passing ones clear it: grouped per batch.
+            alerts.on_check_results(session, [(r["check_id"], r["outcome"], r["message"]) for r in rows])
             scoring.on_checks_changed(session, [r["check_id"] for r in rows])
             session.execute(update(ProbeRun).where(ProbeRun.id == run_id)
                             .values(checks_done=start + len(batch), counts=dict(counts)))

@@ -146,6 +146,8 @@ SUPPORT_TABLES = {
     "current_scores",  # scoring: the current score per subject, kept incrementally
     "cache_generations",  # read cache: one generation per scope, bumped by the source tables' writes
     "cache_entries",  # read cache: values computed under a generation
+    "alert_events",  # alerts: the history of each alert (raised, acknowledged, resolved)
+    "audit_chain_heads",  # audit log: the hash chain's head (last seq and hash), locked by each insert
 }
 # Derived rows with times of their own (computed_at, changed_at), never updated_at.
 WITHOUT_UPDATED_AT = {"cache_generations", "cache_entries"}

@@ -2,7 +2,7 @@
 audited and a burst raises an alert; security headers."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Blueprint
@@ -121,6 +121,27 @@ MATRIX: dict[str, set[str]] = {
     "probes.update_check": {"admin", "compliance_officer"},
     "probes.toggle_check": {"admin", "compliance_officer"},
     "probes.attest": EVERYONE,
+    # audit log: list, one entry, CSV export (blueprints/audit)
+    "audit.index": {"admin", "auditor"},
+    "audit.entry": {"admin", "auditor"},
+    "audit.export": {"admin", "auditor"},
+    # alerts and tasks (blueprints/alerts, blueprints/tasks)
+    "alerts.index": EVERYONE,
+    "alerts.detail": EVERYONE,
+    "alerts.acknowledge": {"admin", "compliance_officer"},
+    "alerts.resolve": {"admin", "compliance_officer"},
+    "tasks.board": EVERYONE,
+    "tasks.mine": EVERYONE,
+    "tasks.detail": EVERYONE,
+    "tasks.nav_counts": EVERYONE,
+    "tasks.change_status": {"admin", "compliance_officer", "engineer"},
+    "tasks.new": {"admin", "compliance_officer"},
+    "tasks.create": {"admin", "compliance_officer"},
+    "tasks.edit": {"admin", "compliance_officer"},
+    "tasks.update": {"admin", "compliance_officer"},
+    "tasks.assign": {"admin", "compliance_officer"},
+    "tasks.evidence_candidates": {"admin", "compliance_officer"},
+    "tasks.link_evidence": {"admin", "compliance_officer"},
     # benchmark baseline
     "bench_baseline.layout_baseline": EVERYONE,
 }
@@ -218,11 +239,11 @@ def test_every_refusal_is_audited_and_a_burst_raises_one_alert(app, client, logi
 def test_old_denials_outside_the_window_do_not_count(app, client, login_as, db_session) -> None:
     settings = app.config["SETTINGS"]
     engineer = login_as("engineer")
+    # Written with an old time from the start: the log is append-only (no UPDATE of created_at).
     old = AuditLog(actor_id=engineer.id, actor_name=engineer.email, action="access.denied",
-                   outcome=AuditOutcome.DENIED, object_type="endpoint")
+                   outcome=AuditOutcome.DENIED, object_type="endpoint",
+                   created_at=datetime.now(UTC) - timedelta(minutes=settings.denial_alert_window_minutes + 1))
     db_session.add(old)
-    db_session.flush()
-    old.created_at = old.created_at - timedelta(minutes=settings.denial_alert_window_minutes + 1)
     db_session.flush()
     for _ in range(settings.denial_alert_threshold - 1):
         client.get("/admin/users")

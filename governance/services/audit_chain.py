@@ -1,0 +1,544 @@
+"""The audit log's hash chain: canonical bytes, verification, anchors, the app role's privileges.
+
+Public API (stable; docs/audit.md describes the rules behind it):
+
+- ``canonical_bytes(id, seq, created_us, actor_id, actor_name, action, object_type, object_id,
+  outcome, ip, user_agent, request_id, details)`` -> bytes: the canonical form of one entry, every
+  argument in its *text form* (str, or None for NULL) except ``seq`` and ``created_us`` (int):
+  id/actor_id as lowercase hyphenated UUIDs, created_us the UTC epoch in microseconds
+  (``epoch_us(dt)``), outcome the enum value, ip as PostgreSQL's ``inet::text`` (``ip_text(v)``),
+  details as PostgreSQL's ``jsonb::text`` (``jsonb_text(v)``). ``entry_hash(prev_hash, canonical)``
+  -> the 32-byte sha256. ``ZERO_HASH`` is the first entry's prev_hash.
+- ``CHAIN_SELECT``: the SQL select list that returns exactly canonical_bytes' arguments (then
+  prev_hash, hash) for rows of audit_logs; ``canonical_of_row(row)`` takes such a row.
+- ``verify_chain(conn, anchors=..., batch_size=...)`` -> VerifyResult: walks audit_logs in seq order
+  with a server-side cursor (constant memory) inside conn's current transaction, recomputes every
+  hash in Python, checks seq continuity, prev_hash linkage, the head row, and the given anchors.
+  ``verify_database(database_url, ...)`` does the same on a fresh REPEATABLE READ READ ONLY
+  connection. ``report_failure(session, result)`` raises the "audit.chain_broken" alert.
+- Anchors: ``export_anchor(session, store)`` writes the head {seq, hash, exported_at} as JSON into the
+  anchor bucket (object-locked where supported); ``latest_anchors(store, limit)`` reads the newest;
+  ``anchor_store(settings)`` is the Storage of AUDIT_ANCHOR_BUCKET.
+- ``grant_app_role(conn, role)``: the privileges an application role needs, with audit_logs limited
+  to SELECT, INSERT (docs/audit.md). ``BREAK_GLASS_ROLE`` names the one role the append-only
+  triggers let through.
+
+The encoding (must match the SQL function audit_log_canonical of migration 0011):
+``b"gov.audit.v1\\x00"`` then, for each of the 13 fields in the order above, ``b"\\x00"`` for NULL or
+``b"\\x01" + len(utf8).to_bytes(4, "big") + utf8`` where utf8 is the field's text form in UTF-8 (seq and
+created_us in decimal). hash = sha256(prev_hash + canonical).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from governance import context
+from governance.models.audit_chain import AUDIT_CHAIN
+from governance.services import audit
+from governance.services.partitions import BREAK_GLASS_ROLE, expected_ddl
+from governance.storage import Storage, StorageError
+
+__all__ = [
+    "BREAK_GLASS_ROLE",
+    "CHAIN_SELECT",
+    "HEADER",
+    "ZERO_HASH",
+    "Anchor",
+    "Problem",
+    "VerifyResult",
+    "anchor_store",
+    "canonical_bytes",
+    "canonical_of_row",
+    "entry_hash",
+    "epoch_us",
+    "export_anchor",
+    "grant_app_role",
+    "ip_text",
+    "jsonb_text",
+    "latest_anchors",
+    "report_failure",
+    "verify_chain",
+    "verify_database",
+]
+
+HEADER = b"gov.audit.v1\x00"
+ZERO_HASH = bytes(32)
+ANCHOR_FORMAT = "gov.audit.anchor.v1"
+ANCHOR_PREFIX = f"{AUDIT_CHAIN}/"
+DEFAULT_BATCH = 20_000
+DEFAULT_ANCHORS = 24  # a day of hourly anchors
+
+# Exactly canonical_bytes' arguments, in order, then the stored links. Text forms computed by the
+# server so that nothing depends on the client's parsing (or the session TimeZone).
+CHAIN_SELECT = (
+    "id::text, seq, (extract(epoch FROM created_at) * 1000000)::bigint, actor_id::text, actor_name, "
+    "action, object_type, object_id, outcome::text, ip::text, user_agent, request_id, details::text, "
+    "prev_hash, hash"
+)
+
+_NULL = b"\x00"
+_PRESENT = struct.Struct(">BI").pack
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch (UTC) of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def ip_text(value: Any) -> str | None:
+    """PostgreSQL's inet::text of an address (always with its prefix length: 10.0.0.1/32)."""
+    if value is None:
+        return None
+    if isinstance(value, IPv4Address):
+        return f"{value}/32"
+    if isinstance(value, IPv6Address):
+        return f"{value}/128"
+    if isinstance(value, (IPv4Interface, IPv6Interface)):
+        return f"{value.ip}/{value.network.prefixlen}"
+    if isinstance(value, (IPv4Network, IPv6Network)):
+        return f"{value.network_address}/{value.prefixlen}"
+    return ip_text(_parse_ip(str(value)))
+
+
+def _parse_ip(raw: str) -> Any:
+    from ipaddress import ip_address, ip_interface
+
+    return ip_interface(raw) if "/" in raw else ip_address(raw)
+
+
+def _json_string(value: str) -> str:
+    # PostgreSQL's escape_json: ", \\ and the C0 controls; everything else (non-ASCII too) as is.
+    out = ['"']
+    for char in value:
+        code = ord(char)
+        if char == '"':
+            out.append('\\"')
+        elif char == "\\":
+            out.append("\\\\")
+        elif code < 0x20:
+            out.append({"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\u{code:04x}"))
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def jsonb_text(value: Any) -> str:
+    """What PostgreSQL prints for `value` stored as jsonb (keys ordered by length, then bytes;
+    duplicate keys keep the last): for generating entries with their hashes outside the database.
+    Floats are refused (PostgreSQL's numeric output differs from Python's repr); use int or str."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, Mapping):
+        items = {str(k): v for k, v in value.items()}
+        keys = sorted(items, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{_json_string(k)}: {jsonb_text(items[k])}" for k in keys) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    raise TypeError(f"jsonb_text does not render {type(value).__name__}")
+
+
+def canonical_bytes(id: str, seq: int, created_us: int, actor_id: str | None, actor_name: str | None,
+                    action: str | None, object_type: str | None, object_id: str | None, outcome: str | None,
+                    ip: str | None, user_agent: str | None, request_id: str | None, details: str | None) -> bytes:
+    """The canonical bytes of one entry from its fields' text forms (see the module docstring)."""
+    parts = [HEADER]
+    for value in (id, str(seq), str(created_us), actor_id, actor_name, action, object_type, object_id,
+                  outcome, ip, user_agent, request_id, details):
+        if value is None:
+            parts.append(_NULL)
+        else:
+            encoded = value.encode()
+            parts.append(_PRESENT(1, len(encoded)))
+            parts.append(encoded)
+    return b"".join(parts)
+
+
+def canonical_of_row(row: Sequence[Any]) -> bytes:
+    """canonical_bytes of a row selected with CHAIN_SELECT."""
+    return canonical_bytes(*row[:13])
+
+
+def entry_hash(prev_hash: bytes, canonical: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + canonical).digest()
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first place where the chain does not hold: the entry (seq, id, created_at when it still
+    exists) and what differs."""
+
+    seq: int
+    reason: str
+    id: str | None = None
+    created_at: datetime | None = None
+
+    def describe(self) -> str:
+        where = f"seq {self.seq}"
+        if self.id:
+            where += f" (id {self.id}"
+            where += f", created_at {self.created_at.isoformat()})" if self.created_at else ")"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    seq: int
+    hash: bytes
+    exported_at: datetime
+    key: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format": ANCHOR_FORMAT, "chain": AUDIT_CHAIN, "seq": self.seq,
+                           "hash": self.hash.hex(), "exported_at": self.exported_at.isoformat()},
+                          sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, key: str = "") -> Anchor:
+        data = json.loads(raw)
+        if data.get("format") != ANCHOR_FORMAT or data.get("chain") != AUDIT_CHAIN:
+            raise ValueError(f"anchor {key!r} is not a {ANCHOR_FORMAT} anchor of {AUDIT_CHAIN}")
+        return cls(int(data["seq"]), bytes.fromhex(data["hash"]), datetime.fromisoformat(data["exported_at"]), key)
+
+
+@dataclass
+class VerifyResult:
+    rows: int = 0
+    last_seq: int = 0
+    seconds: float = 0.0
+    problem: Problem | None = None
+    head_problem: str | None = None
+    anchors_checked: int = 0
+    anchor_problem: Problem | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.head_problem is None and self.anchor_problem is None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float(self.rows)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.problem:
+            found.append(self.problem.describe())
+        if self.head_problem:
+            found.append(self.head_problem)
+        if self.anchor_problem:
+            found.append(self.anchor_problem.describe())
+        return found
+
+    def summary(self) -> str:
+        speed = f"{self.rows} entries in {self.seconds:.2f} s ({self.rows_per_second:,.0f} rows/s)"
+        anchors = f"; {self.anchors_checked} anchor(s) checked" if self.anchors_checked else ""
+        if self.ok:
+            return f"audit chain OK: {speed}, seq 1..{self.last_seq}{anchors}"
+        return f"audit chain BROKEN after {speed}{anchors}: " + "; ".join(self.problems())
+
+
+def _created(created_us: int | None) -> datetime | None:
+    return None if created_us is None else _EPOCH + timedelta(microseconds=created_us)
+
+
+def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = (),
+                 batch_size: int = DEFAULT_BATCH,
+                 progress: Callable[[int], None] | None = None) -> VerifyResult:
+    """Verify the whole chain inside conn's current transaction (open it REPEATABLE READ for a
+    snapshot in which the head and the entries agree: verify_database does). Stops the walk at the
+    first problem; the head and the anchors are checked whatever the walk found."""
+    result = VerifyResult()
+    started = time.perf_counter()
+    expected_seq = 1
+    prev = ZERO_HASH
+    # Local names: this loop runs once per entry (≥ 200,000 rows/s is the target).
+    sha256, present, null, header = hashlib.sha256, _PRESENT, _NULL, HEADER
+    # Binary results: the hashes arrive as raw bytes, not hex text to decode (~15% of the time).
+    with conn.cursor(name=f"audit_verify_{uuid.uuid4().hex[:8]}", binary=True) as cursor:
+        cursor.itersize = batch_size
+        cursor.execute(f"SELECT {CHAIN_SELECT} FROM audit_logs ORDER BY seq")  # noqa: S608
+        while result.problem is None:
+            rows = cursor.fetchmany(batch_size)
+            if not rows:
+                break
+            for index, row in enumerate(rows):
+                seq = row[1]
+                parts = [header]
+                append = parts.append
+                for value in (row[0], str(seq), str(row[2]), row[3], row[4], row[5], row[6], row[7], row[8],
+                              row[9], row[10], row[11], row[12]):
+                    if value is None:
+                        append(null)
+                    else:
+                        encoded = value.encode()
+                        append(present(1, len(encoded)))
+                        append(encoded)
+                stored_prev, stored = row[13], row[14]
+                if seq != expected_seq or stored_prev != prev or sha256(prev + b"".join(parts)).digest() != stored:
+                    following = rows[index + 1] if index + 1 < len(rows) else cursor.fetchone()
+                    result.problem = _diagnose(row, expected_seq, prev, b"".join(parts), following)
+                    break
+                prev = stored
+                expected_seq += 1
+                result.rows += 1
+            if progress is not None:
+                progress(result.rows)
+    result.last_seq = expected_seq - 1
+    if result.problem is None:
+        # The head moves at commit (a deferred trigger): move it now for entries this transaction
+        # wrote itself (a no-op in verify_database's read-only transaction; for the rest of a
+        # caller's transaction the head then moves after each statement).
+        conn.execute("SET CONSTRAINTS audit_logs_chain_head IMMEDIATE")
+        result.head_problem = _check_head(conn, result.last_seq, prev)
+    for anchor in anchors:
+        result.anchors_checked += 1
+        result.anchor_problem = _check_anchor(conn, anchor)
+        if result.anchor_problem is not None:
+            break
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _diagnose(row: Sequence[Any], expected_seq: int, prev: bytes, canonical: bytes,
+              following: Sequence[Any] | None) -> Problem:
+    entry_id, seq, created = row[0], row[1], _created(row[2])
+    if seq > expected_seq:
+        missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
+        return Problem(expected_seq, f"entry missing ({missing} deleted; the next present is seq {seq}, "
+                                     f"id {entry_id}, created_at {created.isoformat() if created else '?'})")
+    if seq < expected_seq:
+        return Problem(seq, f"seq {seq} appears again after seq {expected_seq - 1} (a duplicated or "
+                            "re-inserted entry)", entry_id, created)
+    if row[13] != prev:
+        what = ("prev_hash is not the 32 zero bytes of the first entry" if seq == 1 else
+                f"prev_hash does not match the hash of seq {seq - 1} (that entry's hash, or this link, was "
+                "rewritten)")
+        return Problem(seq, what, entry_id, created)
+    recomputed = entry_hash(prev, canonical)
+    if following is not None and following[13] == row[14]:
+        what = ("content does not match its hash: a field was changed after the entry was written "
+                f"(stored {row[14].hex()[:16]}…, content hashes to {recomputed.hex()[:16]}…)")
+    elif following is not None and following[13] == recomputed:
+        what = "the stored hash was changed (the content and the next entry's link agree with each other)"
+    else:
+        what = (f"content does not match its hash (stored {row[14].hex()[:16]}…, content hashes to "
+                f"{recomputed.hex()[:16]}…)")
+    return Problem(seq, what, entry_id, created)
+
+
+def _check_head(conn: psycopg.Connection[Any], last_seq: int, last_hash: bytes) -> str | None:
+    row = conn.execute("SELECT seq, hash FROM audit_chain_heads WHERE chain = %s", (AUDIT_CHAIN,)).fetchone()
+    if row is None:
+        return None if last_seq == 0 else f"the chain head row is missing (the log ends at seq {last_seq})"
+    head_seq, head_hash = row[0], bytes(row[1])
+    if head_seq != last_seq:
+        if head_seq > last_seq:
+            return (f"entries after seq {last_seq} are missing: the chain head says the last entry is seq "
+                    f"{head_seq}")
+        return f"the chain head (seq {head_seq}) is behind the last entry (seq {last_seq}): the head was reset"
+    if head_hash != last_hash:
+        return f"the chain head's hash differs from the hash of the last entry (seq {last_seq})"
+    return None
+
+
+def _check_anchor(conn: psycopg.Connection[Any], anchor: Anchor) -> Problem | None:
+    if anchor.seq == 0:
+        return None
+    rows = conn.execute(
+        "SELECT id::text, (extract(epoch FROM created_at) * 1000000)::bigint, hash FROM audit_logs WHERE seq = %s",
+        (anchor.seq,),
+    ).fetchall()
+    exported = anchor.exported_at.isoformat()
+    if not rows:
+        return Problem(anchor.seq, f"rewrite detected: the anchor exported at {exported} ({anchor.key}) names "
+                                   f"seq {anchor.seq}, which the log no longer holds")
+    if all(bytes(row[2]) != anchor.hash for row in rows):
+        entry_id, created = rows[0][0], _created(rows[0][1])
+        return Problem(anchor.seq, f"rewrite detected: the hash differs from the anchor exported at {exported} "
+                                   f"({anchor.key}): the chain up to here was recomputed", entry_id, created)
+    return None
+
+
+def libpq_url(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def verify_database(database_url: str, *, anchors: Iterable[Anchor] = (), batch_size: int = DEFAULT_BATCH,
+                    progress: Callable[[int], None] | None = None) -> VerifyResult:
+    """verify_chain on a connection of its own, in one REPEATABLE READ READ ONLY transaction."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        conn.execute("SET statement_timeout = 0")
+        try:
+            return verify_chain(conn, anchors=anchors, batch_size=batch_size, progress=progress)
+        finally:
+            conn.rollback()
+
+
+def report_failure(session: Session, result: VerifyResult) -> Any:
+    """Raise (or repeat) the critical "audit.chain_broken" alert for a failed verification.
+    Flushes, never commits."""
+    from governance.models.enums import Severity
+    from governance.services import alerts
+
+    first = result.problem or result.anchor_problem
+    details: dict[str, Any] = {"problems": result.problems(), "rows_verified": result.rows}
+    if first is not None:
+        details.update({"seq": first.seq, "id": first.id,
+                        "created_at": first.created_at.isoformat() if first.created_at else None,
+                        "reason": first.reason})
+    where = f" at seq {first.seq}" if first is not None else ""
+    return alerts.raise_alert(session, rule="audit.chain_broken", subject_type="audit_log", subject_id="chain",
+                              title=f"The audit log's hash chain is broken{where}", severity=Severity.CRITICAL,
+                              details=details)
+
+
+# --- anchors ------------------------------------------------------------------------------------
+
+
+def anchor_store(settings: Any) -> Storage:
+    """The object store of AUDIT_ANCHOR_BUCKET (created with object lock where supported)."""
+    store = Storage(settings.s3_endpoint or "", settings.s3_access_key or "", settings.s3_secret_key or "",
+                    bucket=settings.audit_anchor_bucket, secure=settings.s3_secure, region=settings.s3_region)
+    store.ensure_bucket(object_lock=True)
+    return store
+
+
+def _anchor_key(anchor: Anchor) -> str:
+    return f"{ANCHOR_PREFIX}{anchor.exported_at:%Y/%m/%d/%H%M%S%f}-{anchor.seq:020d}.json"
+
+
+def export_anchor(session: Session, store: Storage, *, lock_days: int = 400, lock_mode: str = "GOVERNANCE",
+                  now: datetime | None = None) -> Anchor:
+    """Write the chain head as an anchor into `store`'s bucket and lock it; audit the export.
+    Flushes, never commits (the object is written either way: an anchor of a head is true)."""
+    row = session.execute(text("SELECT seq, hash FROM audit_chain_heads WHERE chain = :chain"),
+                          {"chain": AUDIT_CHAIN}).one_or_none()
+    seq, head = (int(row[0]), bytes(row[1])) if row is not None else (0, ZERO_HASH)
+    moment = now or datetime.now(UTC)
+    anchor = Anchor(seq, head, moment)
+    key = _anchor_key(anchor)
+    stored = store.put(key, anchor.to_json(), content_type="application/json")
+    locked = lock_days > 0 and store.lock(key, stored.version_id, moment + timedelta(days=lock_days), lock_mode)
+    audit.record(session, "audit.anchor_export", object_type="audit_chain", object_id=key,
+                 details={"seq": seq, "hash": head.hex(), "bucket": store.bucket, "locked": locked})
+    return Anchor(seq, head, moment, key)
+
+
+def _month_prefixes(now: datetime) -> list[str]:
+    this = now.replace(day=1)
+    previous = (this - timedelta(days=1)).replace(day=1)
+    return [f"{ANCHOR_PREFIX}{previous:%Y/%m}/", f"{ANCHOR_PREFIX}{this:%Y/%m}/"]
+
+
+def latest_anchors(store: Storage, limit: int = DEFAULT_ANCHORS, *, now: datetime | None = None) -> list[Anchor]:
+    """The newest `limit` anchors, newest first (this and last month's first; all if too few)."""
+    keys = sorted(obj.key for prefix in _month_prefixes(now or datetime.now(UTC))
+                  for obj in store.list_objects(prefix))
+    if len(keys) < limit:
+        keys = sorted(obj.key for obj in store.list_objects(ANCHOR_PREFIX))
+    newest = list(reversed(keys[-limit:])) if limit > 0 else []
+    return [Anchor.from_json(b"".join(store.open(key)), key) for key in newest]
+
+
+# --- jobs and the CLI ---------------------------------------------------------------------------
+
+
+def export_anchor_now(session_factory: Callable[[], Session], settings: Any) -> Anchor:
+    with context.acting_as(context.ActionContext(actor_name="job:audit_anchor")), session_factory() as session:
+        anchor = export_anchor(session, anchor_store(settings), lock_days=settings.audit_anchor_lock_days,
+                               lock_mode=settings.evidence_lock_mode)
+        session.commit()
+    return anchor
+
+
+def verify_now(database_url: str, session_factory: Callable[[], Session], settings: Any, *,
+               actor_name: str = "job:audit_verify", use_anchors: bool = True) -> VerifyResult:
+    """Verify against the newest anchors (when the object store answers); on failure raise the
+    alert and commit it."""
+    anchors: list[Anchor] = []
+    note = None
+    if use_anchors:
+        try:
+            anchors = latest_anchors(anchor_store(settings))
+        except StorageError as exc:
+            note = f"anchors not checked: {exc}"
+    result = verify_database(database_url, anchors=anchors)
+    if note:
+        result.notes.append(note)
+    if not result.ok:
+        with context.acting_as(context.ActionContext(actor_name=actor_name)), session_factory() as session:
+            report_failure(session, result)
+            session.commit()
+    return result
+
+
+# --- privileges ---------------------------------------------------------------------------------
+
+# Tables the app reads but never writes; audit_logs it reads and appends to.
+READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain_heads"})
+
+
+def grant_app_role(conn: Connection | Session, role: str) -> list[str]:
+    """Grant `role` what the application needs: SELECT, INSERT, UPDATE, DELETE on every table of
+    the public schema and the use of its sequences, except audit_logs (SELECT, INSERT only, and
+    nothing on its partitions directly) and the read-only tables. Re-run after migrations that add
+    tables. Runs as the tables' owner; the GRANTs are audited as expected DDL. Returns the
+    statements run."""
+    quoted = conn.execute(text("SELECT quote_ident(:role)"), {"role": role}).scalar_one()
+    tables = [str(name) for name in conn.execute(text(
+        "SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+        "AND relkind IN ('r', 'p') AND NOT relispartition ORDER BY relname")).scalars()]
+    partitions = [str(name) for name in conn.execute(text(
+        "SELECT quote_ident(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'audit_logs'::regclass ORDER BY c.relname")).scalars()]
+    writable = [t for t in tables if t != AUDIT_CHAIN and t not in READ_ONLY_TABLES]
+    read_only = [t for t in tables if t in READ_ONLY_TABLES]
+    statements = [f"GRANT USAGE ON SCHEMA public TO {quoted}",
+                  f"REVOKE ALL ON {', '.join([*tables, *partitions])} FROM {quoted}",
+                  f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(writable)} TO {quoted}",
+                  f"GRANT SELECT, INSERT ON {AUDIT_CHAIN} TO {quoted}",
+                  f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"]
+    if read_only:
+        statements.append(f"GRANT SELECT ON {', '.join(read_only)} TO {quoted}")
+    with expected_ddl(conn, "grants"):
+        for statement in statements:
+            conn.execute(text(statement))
+    return statements
+
+
+def iter_chain(conn: psycopg.Connection[Any], batch_size: int = DEFAULT_BATCH) -> Iterator[Sequence[Any]]:
+    """Rows of audit_logs in seq order as CHAIN_SELECT returns them (server-side cursor)."""
+    with conn.cursor(name=f"audit_chain_{uuid.uuid4().hex[:8]}") as cursor:
+        cursor.itersize = batch_size
+        cursor.execute(f"SELECT {CHAIN_SELECT} FROM audit_logs ORDER BY seq")  # noqa: S608
+        yield from cursor
