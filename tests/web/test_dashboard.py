@@ -216,8 +216,9 @@ def test_statement_counts_are_bounded_and_the_same_for_small_and_large_data(
     assert large["scores"] - large["counts"] <= 3 and large["failing"] - large["counts"] <= 2
     assert large["expiring"] - large["counts"] <= 1
     # From the cache, every widget costs one statement beyond the sign-in's, and so do all of the
-    # page's widgets together (the page adds the navigation's unread-notifications count).
+    # page's widgets together (the page adds the navigation's two counts: unread notifications, and
+    # open alerts with my open and overdue tasks).
     signed_in = large["counts, cached"] - 1
     assert all(large[f"{w}, cached"] == signed_in + 1 for w in WIDGETS)
-    assert large["page, cached"] == signed_in + 1 + 1
+    assert large["page, cached"] == signed_in + 1 + 2
     assert large["page"] - large["page, cached"] == 7 - 1  # computed: the widgets' own seven

@@ -1,0 +1,1 @@
+"""The audit log: the auditor's pages and the CSV export."""
