@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, make_response, render_template, request, url_for
+from flask import Flask, Response, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from jinja2_fragments.flask import render_block
 
@@ -64,6 +64,16 @@ def render(template_name: str, block: str | None = None, status: int = 200, **co
     response = make_response(body, status)
     response.vary.add("HX-Request")
     return response
+
+
+def done(url: str, notice: str) -> Response:
+    """After a change: flash `notice` and go to `url` (204 + HX-Location for htmx, else 303)."""
+    flash(notice, "success")
+    if wants_fragment():
+        response = Response(status=204)
+        response.headers["HX-Location"] = url
+        return response
+    return redirect(url, code=303)
 
 
 def _login_redirect_for_htmx(app: Flask, response: Response) -> Response:

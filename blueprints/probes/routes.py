@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 from blueprints.access import requires
 from blueprints.errors.routes import error_response
 from blueprints.probes.forms import AttestForm, CheckForm, ProbeForm
-from blueprints.web import parse_uuid, render, wants_fragment
+from blueprints.web import done, parse_uuid, render, wants_fragment
 from extensions import db
 from governance import probes as kinds
 from governance.models.enums import CheckStatus, ResultOutcome
@@ -161,7 +161,7 @@ def create() -> Response:
         return _form_page(form, probe=None, config_values=_public_values(kind, config), config_errors=errors,
                           status=422)
     db.session.commit()
-    return _done(url_for("probes.detail", probe_id=probe.id), f"Probe “{probe.name}” created.")
+    return done(url_for("probes.detail", probe_id=probe.id), f"Probe “{probe.name}” created.")
 
 
 def _public_values(kind: kinds.ProbeKind | None, config: Mapping[str, str],
@@ -175,15 +175,6 @@ def _public_values(kind: kinds.ProbeKind | None, config: Mapping[str, str],
         stored = service.config_as_form(kind, probe.config or {})
         values.update({k: v for k, v in stored.items() if k in secret})
     return values
-
-
-def _done(url: str, notice: str) -> Response:
-    flash(notice, "success")
-    if wants_fragment():
-        response = Response(status=204)
-        response.headers["HX-Location"] = url
-        return response
-    return redirect(url, code=303)
 
 
 @bp.get("/probes/<uuid:probe_id>/edit")
@@ -220,7 +211,7 @@ def update(probe_id: uuid.UUID) -> Response:
         return _form_page(form, probe=probe, config_values=_public_values(kind, config, probe),
                           config_errors=errors, status=422)
     db.session.commit()
-    return _done(url_for("probes.detail", probe_id=probe.id), "Saved." if changed else "Nothing changed.")
+    return done(url_for("probes.detail", probe_id=probe.id), "Saved." if changed else "Nothing changed.")
 
 
 @bp.post("/probes/<uuid:probe_id>/toggle")
@@ -355,7 +346,7 @@ def create_check(probe_id: uuid.UUID) -> Response:
         return _check_page(probe, form, check=None, params=params, control_ids=control_ids, param_errors=errors,
                            status=422)
     db.session.commit()
-    return _done(url_for("probes.check_detail", check_id=check.id), f"Check “{check.name}” created.")
+    return done(url_for("probes.check_detail", check_id=check.id), f"Check “{check.name}” created.")
 
 
 @bp.get("/checks/<uuid:check_id>")
@@ -435,7 +426,7 @@ def update_check(check_id: uuid.UUID) -> Response:
         return _check_page(check.probe, form, check=check, params=params, control_ids=control_ids,
                            param_errors=errors, status=422)
     db.session.commit()
-    return _done(url_for("probes.check_detail", check_id=check.id), "Saved." if changed else "Nothing changed.")
+    return done(url_for("probes.check_detail", check_id=check.id), "Saved." if changed else "Nothing changed.")
 
 
 @bp.post("/checks/<uuid:check_id>/toggle")

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from blueprints.access import requires
 from blueprints.tasks.forms import TaskForm
-from blueprints.web import parse_uuid, render, wants_fragment
+from blueprints.web import done, parse_uuid, render, wants_fragment
 from extensions import db
 from governance.models.enums import TaskStatus
 from governance.models.evidence import Evidence, EvidenceLink
@@ -354,15 +354,6 @@ def _place(form: TaskForm, exc: TaskRuleError) -> str | None:
     return None
 
 
-def _done(url: str, notice: str) -> Response:
-    flash(notice, "success")
-    if wants_fragment():
-        response = Response(status=204)
-        response.headers["HX-Location"] = url
-        return response
-    return redirect(url, code=303)
-
-
 @bp.get("/tasks/new")
 @requires("tasks", "create")
 def new() -> Response:
@@ -389,7 +380,7 @@ def create() -> Response:
         control_error = _place(form, exc)
         return _form_page(form, task=None, control_id=control_id, status=422, control_error=control_error)
     db.session.commit()
-    return _done(url_for("tasks.detail", task_id=task.id), f"Task “{task.title}” created.")
+    return done(url_for("tasks.detail", task_id=task.id), f"Task “{task.title}” created.")
 
 
 def _assignee(form: TaskForm) -> uuid.UUID | None:
@@ -432,4 +423,4 @@ def update(task_id: uuid.UUID) -> Response:
         return _form_page(form, task=_task_or_404(task_id), control_id=control_id, status=422,
                           control_error=control_error)
     db.session.commit()
-    return _done(url_for("tasks.detail", task_id=task_id), "Saved.")
+    return done(url_for("tasks.detail", task_id=task_id), "Saved.")
