@@ -44,7 +44,7 @@ def _audit(session: Session, alert: Alert, action: str | None = None) -> list[Au
     stmt = select(AuditLog).where(AuditLog.object_type == "alert", AuditLog.object_id == str(alert.id))
     if action:
         stmt = stmt.where(AuditLog.action == action)
-    return list(session.scalars(stmt.order_by(AuditLog.created_at)))
+    return list(session.scalars(stmt.order_by(AuditLog.seq)))
 
 
 def _notified(session: Session, alert: Alert) -> set[uuid.UUID]:

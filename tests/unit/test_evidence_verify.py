@@ -22,8 +22,9 @@ def _verify(app, *args: str):
 
 def _last_entry(db_session) -> AuditLog:
     db_session.expire_all()
+    # seq, the chain order: entries written in one test transaction share created_at (now()).
     return db_session.scalars(select(AuditLog).where(AuditLog.action == "evidence.verify")
-                              .order_by(AuditLog.created_at.desc())).first()
+                              .order_by(AuditLog.seq.desc())).first()
 
 
 def _revision(db_session, evidence: Evidence) -> EvidenceRevision:

@@ -79,7 +79,7 @@ def _count(session: Any, model_cls: Any) -> int:
 
 def _imports(session: Any) -> list[AuditLog]:
     return list(session.scalars(select(AuditLog).where(AuditLog.action == "framework.import")
-                                .order_by(AuditLog.created_at)))
+                                .order_by(AuditLog.seq)))
 
 
 def _controls(session: Any, framework: Framework) -> dict[str, Control]:

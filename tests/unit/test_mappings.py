@@ -73,7 +73,7 @@ def _count(session: Any) -> int:
 
 
 def _audit(session: Any, action: str) -> list[AuditLog]:
-    return list(session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.created_at)))
+    return list(session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.seq)))
 
 
 def _stored(session: Any) -> dict[tuple[str, str], Mapping]:

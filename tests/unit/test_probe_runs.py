@@ -105,7 +105,7 @@ def test_a_second_request_while_one_is_queued_joins_it(db_session, make_control,
     assert len(jobs_of(db_session, probe)) == 1
     # Both manual requests are audited (the second says it joined); the scheduled one is not.
     entries = db_session.scalars(select(AuditLog).where(AuditLog.action == "probe.run")
-                                 .order_by(AuditLog.created_at)).all()
+                                 .order_by(AuditLog.seq)).all()
     assert [e.details["queued"] for e in entries] == [True, False]
     assert {e.details["trigger"] for e in entries} == {"manual"}
 

@@ -38,7 +38,7 @@ def _acting(user: Any) -> Any:
 def _entries(session: Session, task: Task, action: str) -> list[AuditLog]:
     return list(session.scalars(select(AuditLog).where(AuditLog.object_type == "task",
                                                        AuditLog.object_id == str(task.id),
-                                                       AuditLog.action == action).order_by(AuditLog.created_at)))
+                                                       AuditLog.action == action).order_by(AuditLog.seq)))
 
 
 def _notices(session: Session, user: Any) -> list[Notification]:

@@ -40,7 +40,7 @@ def _is_full_page(html: str) -> bool:
 def _audit(action: str, object_id: Any) -> list[AuditLog]:
     return list(db.session.scalars(
         select(AuditLog).where(AuditLog.action == action, AuditLog.object_id == str(object_id))
-        .order_by(AuditLog.created_at, AuditLog.id)
+        .order_by(AuditLog.seq)
     ))
 
 

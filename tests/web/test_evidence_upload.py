@@ -158,7 +158,7 @@ def _nothing_left(storage: Storage, db_session: Any) -> None:
 
 def _refusals(db_session: Any) -> list[AuditLog]:
     return list(db_session.scalars(select(AuditLog).where(
-        AuditLog.object_type == "evidence", AuditLog.outcome == AuditOutcome.ERROR).order_by(AuditLog.created_at)))
+        AuditLog.object_type == "evidence", AuditLog.outcome == AuditOutcome.ERROR).order_by(AuditLog.seq)))
 
 
 def _field_error(html: str, field: str) -> str:

@@ -59,7 +59,7 @@ def _map(source: Control, target: Control, relationship: MappingRelationship = M
 def _audit(action: str, object_id: Any) -> list[AuditLog]:
     return list(db.session.scalars(
         select(AuditLog).where(AuditLog.action == action, AuditLog.object_id == str(object_id))
-        .order_by(AuditLog.created_at)
+        .order_by(AuditLog.seq)
     ))
 
 

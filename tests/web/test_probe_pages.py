@@ -59,7 +59,7 @@ def _field_error(html: str, field_id: str) -> str:
 def _audit(action: str, object_id: Any) -> list[AuditLog]:
     return list(db.session.scalars(select(AuditLog).where(AuditLog.action == action,
                                                           AuditLog.object_id == str(object_id))
-                                   .order_by(AuditLog.created_at)))
+                                   .order_by(AuditLog.seq)))
 
 
 def _make_probe(kind: str = "metric_threshold", *, name: str | None = None, schedule: str | None = "0 6 * * *",
