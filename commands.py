@@ -422,11 +422,9 @@ audit_cli = AppGroup("audit", help="The audit log: verify its hash chain, export
               "the object store (AUDIT_ANCHOR_BUCKET).")
 @click.option("--anchors", "anchor_count", default=24, show_default=True, type=click.IntRange(0, 10_000),
               help="How many of the newest anchors to compare the chain with.")
-@click.option("--batch-size", default=20_000, show_default=True, type=click.IntRange(100, 1_000_000),
-              help="Rows fetched per round trip of the server-side cursor.")
 @click.option("--no-alert", is_flag=True, help="Report only: raise no audit.chain_broken alert on failure.")
-def verify_audit_command(no_anchors: bool, anchor_count: int, batch_size: int, no_alert: bool) -> None:
-    """Walk the audit log's hash chain in seq order, recompute every hash, check the links, the head
+def verify_audit_command(no_anchors: bool, anchor_count: int, no_alert: bool) -> None:
+    """Recompute every entry's hash, walk the chain's links in seq order, check the head
     and the newest anchors; name the first entry that does not match (docs/audit.md).
 
     Exit status: 0 when the chain holds, 1 when it is broken (and the critical alert is raised)."""
@@ -441,7 +439,7 @@ def verify_audit_command(no_anchors: bool, anchor_count: int, batch_size: int, n
         except StorageError as exc:
             click.echo(f"warning: anchors not checked ({exc})", err=True)
     url = db.engine.url.render_as_string(hide_password=False)
-    result = audit_chain.verify_database(url, anchors=anchors, batch_size=batch_size)
+    result = audit_chain.verify_database(url, anchors=anchors)
     click.echo(result.summary())
     if result.ok:
         return

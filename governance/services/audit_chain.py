@@ -11,9 +11,10 @@ Public API (stable; docs/audit.md describes the rules behind it):
   -> the 32-byte sha256. ``ZERO_HASH`` is the first entry's prev_hash.
 - ``CHAIN_SELECT``: the SQL select list that returns exactly canonical_bytes' arguments (then
   prev_hash, hash) for rows of audit_logs; ``canonical_of_row(row)`` takes such a row.
-- ``verify_chain(conn, anchors=..., batch_size=...)`` -> VerifyResult: walks audit_logs in seq order
-  with a server-side cursor (constant memory) inside conn's current transaction, recomputes every
-  hash in Python, checks seq continuity, prev_hash linkage, the head row, and the given anchors.
+- ``verify_chain(conn, anchors=...)`` -> VerifyResult: inside conn's current transaction, recomputes
+  every entry's hash in the database server from an expression written here (``canonical_sql``, not
+  the stored function), walks the seq order for continuity and prev_hash linkage, explains the first
+  flagged entry with the Python canonical_bytes, checks the head row and the given anchors.
   ``verify_database(database_url, ...)`` does the same on a fresh REPEATABLE READ READ ONLY
   connection. ``report_failure(session, result)`` raises the "audit.chain_broken" alert.
 - Anchors: ``export_anchor(session, store)`` writes the head {seq, hash, exported_at} as JSON into the
@@ -35,8 +36,7 @@ import hashlib
 import json
 import struct
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
@@ -64,6 +64,7 @@ __all__ = [
     "anchor_store",
     "canonical_bytes",
     "canonical_of_row",
+    "canonical_sql",
     "entry_hash",
     "epoch_us",
     "export_anchor",
@@ -80,7 +81,6 @@ HEADER = b"gov.audit.v1\x00"
 ZERO_HASH = bytes(32)
 ANCHOR_FORMAT = "gov.audit.anchor.v1"
 ANCHOR_PREFIX = f"{AUDIT_CHAIN}/"
-DEFAULT_BATCH = 20_000
 DEFAULT_ANCHORS = 24  # a day of hourly anchors
 
 # Exactly canonical_bytes' arguments, in order, then the stored links. Text forms computed by the
@@ -269,55 +269,69 @@ def _created(created_us: int | None) -> datetime | None:
     return None if created_us is None else _EPOCH + timedelta(microseconds=created_us)
 
 
-def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = (),
-                 batch_size: int = DEFAULT_BATCH,
-                 progress: Callable[[int], None] | None = None) -> VerifyResult:
+def canonical_sql(utf8_client: bool = True) -> str:
+    """The SQL expression of an audit_logs row's canonical bytes, written out here rather than
+    calling the database's audit_log_canonical (a changed stored function cannot make verify agree).
+    textsend gives a text's bytes in the client encoding: with a UTF8 client that is convert_to(x,
+    'UTF8') at less cost."""
+    to_bytes = "textsend({})" if utf8_client else "convert_to({}, 'UTF8')"
+    header = "'\\x" + HEADER.hex() + "'::bytea"
+    fields = [f"coalesce('\\x01'::bytea || int4send(octet_length({expr})) || {to_bytes.format(expr)}, '\\x00'::bytea)"
+              for expr in _CANONICAL_TEXT]
+    return " || ".join([header, *fields])
+
+
+# The 13 fields' text forms, in canonical_bytes' order.
+_CANONICAL_TEXT = (
+    "id::text", "seq::text", "((extract(epoch FROM created_at) * 1000000)::bigint)::text", "actor_id::text",
+    "actor_name::text", "action::text", "object_type::text", "object_id::text", "outcome::text", "ip::text",
+    "user_agent::text", "request_id::text", "details::text",
+)
+# The first seq whose entry does not follow the one before it (or, first, the genesis).
+_LINKS_SQL = (
+    "SELECT min(seq) FILTER (WHERE seq IS DISTINCT FROM coalesce(before_seq, 0) + 1"
+    " OR prev_hash IS DISTINCT FROM coalesce(before_hash, decode(repeat('00', 32), 'hex'))) FROM ("
+    " SELECT seq, prev_hash, lag(seq) OVER w AS before_seq, lag(hash) OVER w AS before_hash"
+    " FROM audit_logs WINDOW w AS (ORDER BY seq)) links"
+)
+
+
+def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = ()) -> VerifyResult:
     """Verify the whole chain inside conn's current transaction (open it REPEATABLE READ for a
-    snapshot in which the head and the entries agree: verify_database does). Stops the walk at the
-    first problem; the head and the anchors are checked whatever the walk found."""
+    snapshot in which the head and the entries agree: verify_database does).
+
+    Two passes, both in the database server (the rows never cross to the client):
+    1. content: every entry's hash recomputed from its prev_hash and canonical bytes (canonical_sql);
+       each row stands alone, so PostgreSQL may scan the partitions with parallel workers;
+    2. links: in seq order, each entry's seq is the previous one's plus one (the first is 1) and its
+       prev_hash the previous entry's hash (the first's the 32 zero bytes): a walk of three narrow
+       columns along the seq indexes.
+    The first entry either pass flags is then read and explained here (_diagnose, with the Python
+    canonical_bytes: a second, independent computation). The head and the anchors are checked
+    whatever the passes found."""
     result = VerifyResult()
     started = time.perf_counter()
-    expected_seq = 1
-    prev = ZERO_HASH
-    # Local names: this loop runs once per entry (≥ 200,000 rows/s is the target).
-    sha256, present, null, header = hashlib.sha256, _PRESENT, _NULL, HEADER
-    # Binary results: the hashes arrive as raw bytes, not hex text to decode (~15% of the time).
-    with conn.cursor(name=f"audit_verify_{uuid.uuid4().hex[:8]}", binary=True) as cursor:
-        cursor.itersize = batch_size
-        cursor.execute(f"SELECT {CHAIN_SELECT} FROM audit_logs ORDER BY seq")  # noqa: S608
-        while result.problem is None:
-            rows = cursor.fetchmany(batch_size)
-            if not rows:
-                break
-            for index, row in enumerate(rows):
-                seq = row[1]
-                parts = [header]
-                append = parts.append
-                for value in (row[0], str(seq), str(row[2]), row[3], row[4], row[5], row[6], row[7], row[8],
-                              row[9], row[10], row[11], row[12]):
-                    if value is None:
-                        append(null)
-                    else:
-                        encoded = value.encode()
-                        append(present(1, len(encoded)))
-                        append(encoded)
-                stored_prev, stored = row[13], row[14]
-                if seq != expected_seq or stored_prev != prev or sha256(prev + b"".join(parts)).digest() != stored:
-                    following = rows[index + 1] if index + 1 < len(rows) else cursor.fetchone()
-                    result.problem = _diagnose(row, expected_seq, prev, b"".join(parts), following)
-                    break
-                prev = stored
-                expected_seq += 1
-                result.rows += 1
-            if progress is not None:
-                progress(result.rows)
-    result.last_seq = expected_seq - 1
-    if result.problem is None:
+    utf8 = conn.info.encoding.replace("-", "").lower() == "utf8"
+    total, last_seq, content_bad = conn.execute(
+        f"SELECT count(*), max(seq), min(seq) FILTER (WHERE sha256(prev_hash || {canonical_sql(utf8)})"  # noqa: S608
+        " IS DISTINCT FROM hash) FROM audit_logs").fetchone() or (0, None, None)
+    link_row = conn.execute(_LINKS_SQL).fetchone()
+    link_bad = link_row[0] if link_row else None
+    flagged = [seq for seq in (content_bad, link_bad) if seq is not None]
+    if flagged:
+        first = min(flagged)
+        result.problem = _locate(conn, first)
+        result.rows = result.problem.seq - 1
+        result.last_seq = result.rows
+    else:
+        result.rows = int(total)
+        result.last_seq = int(last_seq or 0)
         # The head moves at commit (a deferred trigger): move it now for entries this transaction
         # wrote itself (a no-op in verify_database's read-only transaction; for the rest of a
         # caller's transaction the head then moves after each statement).
         conn.execute("SET CONSTRAINTS audit_logs_chain_head IMMEDIATE")
-        result.head_problem = _check_head(conn, result.last_seq, prev)
+        last = conn.execute("SELECT hash FROM audit_logs WHERE seq = %s", (result.last_seq,)).fetchone()
+        result.head_problem = _check_head(conn, result.last_seq, bytes(last[0]) if last else ZERO_HASH)
     for anchor in anchors:
         result.anchors_checked += 1
         result.anchor_problem = _check_anchor(conn, anchor)
@@ -327,8 +341,29 @@ def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = (
     return result
 
 
+def _locate(conn: psycopg.Connection[Any], seq: int) -> Problem:
+    """Explain the first flagged entry, seq: read it, the entry before and the one after."""
+    select = f"SELECT {CHAIN_SELECT} FROM audit_logs"  # noqa: S608
+    with conn.cursor(binary=True) as cur:
+        here = cur.execute(f"{select} WHERE seq = %s ORDER BY created_at, id", (seq,)).fetchall()
+        before = cur.execute(f"{select} WHERE seq < %s ORDER BY seq DESC LIMIT 1", (seq,)).fetchone()
+        after = cur.execute(f"{select} WHERE seq > %s ORDER BY seq LIMIT 1", (seq,)).fetchone()
+    if len(here) > 1:
+        again = here[1]
+        return Problem(seq, f"seq {seq} appears {len(here)} times (a duplicated or re-inserted entry)",
+                       again[0], _created(again[2]))
+    row = here[0]
+    expected_seq = before[1] + 1 if before is not None else 1
+    prev = before[14] if before is not None else ZERO_HASH
+    found = _diagnose(row, expected_seq, prev, canonical_of_row(row), after)
+    if found is not None:
+        return found
+    return Problem(seq, "the database's recomputation of this entry's hash disagrees with the verifier's "
+                        "(canonical form mismatch: report this as a bug)", row[0], _created(row[2]))
+
+
 def _diagnose(row: Sequence[Any], expected_seq: int, prev: bytes, canonical: bytes,
-              following: Sequence[Any] | None) -> Problem:
+              following: Sequence[Any] | None) -> Problem | None:
     entry_id, seq, created = row[0], row[1], _created(row[2])
     if seq > expected_seq:
         missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
@@ -343,6 +378,8 @@ def _diagnose(row: Sequence[Any], expected_seq: int, prev: bytes, canonical: byt
                 "rewritten)")
         return Problem(seq, what, entry_id, created)
     recomputed = entry_hash(prev, canonical)
+    if recomputed == row[14]:
+        return None
     if following is not None and following[13] == row[14]:
         what = ("content does not match its hash: a field was changed after the entry was written "
                 f"(stored {row[14].hex()[:16]}…, content hashes to {recomputed.hex()[:16]}…)")
@@ -391,15 +428,14 @@ def libpq_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def verify_database(database_url: str, *, anchors: Iterable[Anchor] = (), batch_size: int = DEFAULT_BATCH,
-                    progress: Callable[[int], None] | None = None) -> VerifyResult:
+def verify_database(database_url: str, *, anchors: Iterable[Anchor] = ()) -> VerifyResult:
     """verify_chain on a connection of its own, in one REPEATABLE READ READ ONLY transaction."""
     with psycopg.connect(libpq_url(database_url)) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         conn.execute("SET statement_timeout = 0")
         try:
-            return verify_chain(conn, anchors=anchors, batch_size=batch_size, progress=progress)
+            return verify_chain(conn, anchors=anchors)
         finally:
             conn.rollback()
 
@@ -534,11 +570,3 @@ def grant_app_role(conn: Connection | Session, role: str) -> list[str]:
         for statement in statements:
             conn.execute(text(statement))
     return statements
-
-
-def iter_chain(conn: psycopg.Connection[Any], batch_size: int = DEFAULT_BATCH) -> Iterator[Sequence[Any]]:
-    """Rows of audit_logs in seq order as CHAIN_SELECT returns them (server-side cursor)."""
-    with conn.cursor(name=f"audit_chain_{uuid.uuid4().hex[:8]}") as cursor:
-        cursor.itersize = batch_size
-        cursor.execute(f"SELECT {CHAIN_SELECT} FROM audit_logs ORDER BY seq")  # noqa: S608
-        yield from cursor

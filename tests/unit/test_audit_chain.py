@@ -6,6 +6,7 @@ transaction), so the session database's chain stays whole for every other test.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -196,6 +197,87 @@ def test_a_removed_tail_shows_against_the_head(superuser: psycopg.Connection[Any
     assert result.head_problem is not None
     assert f"entries after seq {made[0][0]} are missing" in result.head_problem
     assert not result.ok
+
+
+@pytest.mark.parametrize("utf8_client", [True, False])
+def test_the_verify_expression_gives_the_python_canonical_bytes(superuser: psycopg.Connection[Any],
+                                                                utf8_client: bool) -> None:
+    """canonical_sql (what verify hashes in the server) and canonical_bytes (what _diagnose and the
+    bench use) agree byte for byte, NULLs, non-ASCII, backslashes, control characters and IPv6 too."""
+    made = superuser.execute(
+        "INSERT INTO users (email, name, password_hash, role_id) SELECT 'odd@example.test', 'Odd', 'x', id"
+        " FROM roles ORDER BY name LIMIT 1 RETURNING id").fetchone()
+    assert made is not None
+    actor = made[0]
+    superuser.execute(
+        "INSERT INTO audit_logs (actor_id, actor_name, action, object_type, object_id, outcome, ip, user_agent,"
+        " request_id, details) VALUES (NULL, 'Zoë \\ \"q\"', 'test.odd', NULL, NULL, 'denied', '2001:db8::1',"
+        " NULL, NULL, %s::jsonb), (%s, '', 'test.odd', '', 'ß', 'error', '10.0.0.0/8', 'ua\t1',"
+        " 'r', '{}')",
+        (json.dumps({"tab": "a\tb", "bell": "\u0007", "emoji": "😀", "back\\slash": "\\",
+                     "deep": {"k": [1, None, True]}}), actor))
+    rows = superuser.execute(
+        f"SELECT {audit_chain.CHAIN_SELECT}, {audit_chain.canonical_sql(utf8_client)} FROM audit_logs"  # noqa: S608
+        " WHERE action = 'test.odd' ORDER BY seq").fetchall()
+    assert len(rows) == 2
+    for row in rows:
+        assert bytes(row[15]) == audit_chain.canonical_of_row(row)
+        assert audit_chain.entry_hash(bytes(row[13]), bytes(row[15])) == bytes(row[14])
+    assert audit_chain.verify_chain(superuser).ok
+
+
+def test_verify_does_not_trust_the_stored_canonical_function(superuser: psycopg.Connection[Any]) -> None:
+    """A replaced audit_log_canonical (what the trigger hashes) does not fool verify: the expression
+    it recomputes is written in the verifier, so the first entry hashed by the forgery is named."""
+    _insert(superuser, 2)
+    assert audit_chain.verify_chain(superuser).ok
+    superuser.execute(
+        "CREATE OR REPLACE FUNCTION audit_log_canonical(p_id uuid, p_seq bigint, p_created_at timestamptz,"
+        " p_actor_id uuid, p_actor_name text, p_action text, p_object_type text, p_object_id text,"
+        " p_outcome text, p_ip inet, p_user_agent text, p_request_id text, p_details jsonb) RETURNS bytea"
+        " LANGUAGE sql AS $$ SELECT '\\x00'::bytea $$")
+    # The DDL itself is audited (test_audit_ddl.py): that entry is the first the forgery hashed.
+    first_forged = superuser.execute("SELECT max(seq) FROM audit_logs").fetchone()
+    assert first_forged is not None
+    row = superuser.execute("SELECT action FROM audit_logs WHERE seq = %s", first_forged).fetchone()
+    assert row is not None and row[0].startswith("schema.")
+    _insert(superuser, 2)
+    result = audit_chain.verify_chain(superuser)
+    assert result.problem is not None and result.problem.seq == first_forged[0]
+    assert "content does not match its hash" in result.problem.reason
+
+
+def test_a_rewritten_link_is_named(superuser: psycopg.Connection[Any]) -> None:
+    made = _insert(superuser, 4)
+    superuser.execute("SET LOCAL session_replication_role = replica")
+    superuser.execute("UPDATE audit_logs SET prev_hash = sha256('x') WHERE seq = %s", (made[2][0],))
+    result = audit_chain.verify_chain(superuser)
+    assert result.problem is not None and (result.problem.seq, result.problem.id) == made[2]
+    assert f"prev_hash does not match the hash of seq {made[2][0] - 1}" in result.problem.reason
+    assert result.rows == made[2][0] - 1
+
+
+def test_a_duplicated_entry_is_named(superuser: psycopg.Connection[Any]) -> None:
+    made = _insert(superuser, 3)
+    superuser.execute("SET LOCAL session_replication_role = replica")
+    superuser.execute(
+        "INSERT INTO audit_logs (id, seq, prev_hash, hash, created_at, actor_name, action, object_type, object_id,"
+        " outcome, details) SELECT gen_random_uuid(), seq, prev_hash, hash, created_at + interval '1 second',"
+        " actor_name, action, object_type, object_id, outcome, details FROM audit_logs WHERE seq = %s",
+        (made[1][0],))
+    result = audit_chain.verify_chain(superuser)
+    assert result.problem is not None and result.problem.seq == made[1][0]
+    assert f"seq {made[1][0]} appears 2 times" in result.problem.reason
+
+
+def test_the_first_problem_is_named_when_there_are_several(superuser: psycopg.Connection[Any]) -> None:
+    made = _insert(superuser, 6)
+    superuser.execute("SET LOCAL session_replication_role = replica")
+    superuser.execute("UPDATE audit_logs SET actor_name = 'late' WHERE seq = %s", (made[4][0],))
+    superuser.execute("DELETE FROM audit_logs WHERE seq = %s", (made[1][0],))
+    result = audit_chain.verify_chain(superuser)
+    assert result.problem is not None and result.problem.seq == made[1][0]
+    assert "deleted" in result.problem.reason
 
 
 def test_a_failed_verification_raises_the_critical_alert(db_session: DBSession) -> None:
