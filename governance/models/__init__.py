@@ -7,6 +7,16 @@ Importing this package also installs the soft-delete query filter on every ORM S
 
 from sqlalchemy.orm import Session
 
+from governance.models.ai import (
+    AIClassification,
+    AIModel,
+    AISystem,
+    AISystemControl,
+    AISystemDataset,
+    AISystemModel,
+    Dataset,
+    ImpactAssessment,
+)
 from governance.models.audit import Alert, AlertEvent, AuditLog
 from governance.models.audit_chain import AuditChainHead
 from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
@@ -38,6 +48,12 @@ install_soft_delete_filter(Session)
 
 __all__ = [
     "INCLUDE_DELETED",
+    "AIClassification",
+    "AIModel",
+    "AISystem",
+    "AISystemControl",
+    "AISystemDataset",
+    "AISystemModel",
     "Alert",
     "AlertEvent",
     "AlertStatus",
@@ -54,6 +70,7 @@ __all__ = [
     "Control",
     "ControlStatus",
     "CurrentScore",
+    "Dataset",
     "Evidence",
     "EvidenceLink",
     "EvidenceReview",
@@ -61,6 +78,7 @@ __all__ = [
     "EvidenceStatus",
     "Framework",
     "FrameworkStatus",
+    "ImpactAssessment",
     "LoginAttempt",
     "Mapping",
     "MappingRelationship",

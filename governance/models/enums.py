@@ -98,6 +98,64 @@ class TaskStatus(enum.StrEnum):
     WONT_FIX = "wont_fix"  # closed without a fix; tasks.resolution says why
 
 
+class EvidenceCategory(enum.StrEnum):
+    """What a piece of evidence is (the AI documents have their own: checks look for them)."""
+
+    GENERAL = "general"
+    MODEL_CARD = "model_card"
+    EVALUATION_REPORT = "evaluation_report"
+    DATA_SHEET = "data_sheet"
+
+
+class AILifecycleStage(enum.StrEnum):
+    IDEA = "idea"
+    DEVELOPMENT = "development"
+    VALIDATION = "validation"
+    PRODUCTION = "production"
+    RETIRED = "retired"
+
+
+class AIActRole(enum.StrEnum):
+    """The organisation's role for an AI system under the EU AI Act (Article 3(3)-(7))."""
+
+    PROVIDER = "provider"
+    DEPLOYER = "deployer"
+    IMPORTER = "importer"
+    DISTRIBUTOR = "distributor"
+
+
+class AIAutonomy(enum.StrEnum):
+    ASSISTIVE = "assistive"  # a person decides; the system suggests
+    HUMAN_IN_THE_LOOP = "human_in_the_loop"  # the system decides, a person approves each decision
+    HUMAN_ON_THE_LOOP = "human_on_the_loop"  # the system decides, a person monitors and can intervene
+    AUTONOMOUS = "autonomous"  # no person involved in individual decisions
+
+
+class AIRiskClass(enum.StrEnum):
+    """The EU AI Act classification result (governance.services.ai_act)."""
+
+    PROHIBITED = "prohibited"
+    HIGH = "high"
+    LIMITED = "limited"
+    MINIMAL = "minimal"
+
+
+class AIModelApproval(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    RESTRICTED = "restricted"
+    BLOCKED = "blocked"
+
+
+class AssessmentStatus(enum.StrEnum):
+    """An impact assessment version: written (draft), sent for approval (submitted), decided."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 # Python enum -> PostgreSQL type name. The migration creates exactly these types (and drops them on
 # downgrade); a test checks the two agree.
 PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
@@ -113,6 +171,13 @@ PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
     AuditOutcome: "audit_outcome",
     AlertStatus: "alert_status",
     TaskStatus: "task_status",
+    EvidenceCategory: "evidence_category",
+    AILifecycleStage: "ai_lifecycle_stage",
+    AIActRole: "ai_act_role",
+    AIAutonomy: "ai_autonomy",
+    AIRiskClass: "ai_risk_class",
+    AIModelApproval: "ai_model_approval",
+    AssessmentStatus: "assessment_status",
 }
 
 

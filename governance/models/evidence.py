@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from governance.models.base import Base, SoftDelete, Timestamps, UUIDPk
-from governance.models.enums import EvidenceStatus, pg_enum
+from governance.models.enums import EvidenceCategory, EvidenceStatus, pg_enum
 
 if TYPE_CHECKING:
     from governance.models.frameworks import Control
@@ -93,6 +93,10 @@ class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
     )
     # The number of the current (newest) revision; 0 only for rows made without an upload.
     revision_number: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # What the document is: the AI checks look for model cards, evaluation reports and data sheets.
+    category: Mapped[EvidenceCategory] = mapped_column(
+        pg_enum(EvidenceCategory), nullable=False, server_default=EvidenceCategory.GENERAL.value
+    )
     status: Mapped[EvidenceStatus] = mapped_column(
         pg_enum(EvidenceStatus), nullable=False, server_default=EvidenceStatus.DRAFT.value
     )
@@ -196,7 +200,7 @@ class EvidenceReview(UUIDPk, Timestamps, Base):
 
 
 class EvidenceLink(UUIDPk, Timestamps, Base):
-    """Attaches evidence to exactly one target: a control, a check or a remediation task.
+    """Attaches evidence to exactly one target: a control, a check, a remediation task or an AI system.
 
     A pure association row: meaningless without either end, so its foreign keys cascade (the ends
     themselves are soft-deleted, so in practice only a GDPR erasure of evidence removes links).
@@ -204,7 +208,7 @@ class EvidenceLink(UUIDPk, Timestamps, Base):
 
     __tablename__ = "evidence_links"
     __table_args__ = (
-        CheckConstraint("num_nonnulls(control_id, check_id, task_id) = 1", name="exactly_one_target"),
+        CheckConstraint("num_nonnulls(control_id, check_id, task_id, ai_system_id) = 1", name="exactly_one_target"),
         # One link per (target, evidence); each also serves as the FK index of its target column.
         Index(
             "uq_evidence_links_control_id_evidence_id",
@@ -227,6 +231,13 @@ class EvidenceLink(UUIDPk, Timestamps, Base):
             unique=True,
             postgresql_where=text("task_id IS NOT NULL"),
         ),
+        Index(
+            "uq_evidence_links_ai_system_id_evidence_id",
+            "ai_system_id",
+            "evidence_id",
+            unique=True,
+            postgresql_where=text("ai_system_id IS NOT NULL"),
+        ),
     )
 
     evidence_id: Mapped[uuid.UUID] = mapped_column(
@@ -240,6 +251,9 @@ class EvidenceLink(UUIDPk, Timestamps, Base):
     )
     task_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("tasks.id", ondelete="CASCADE")
+    )
+    ai_system_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="CASCADE")
     )
     linked_by_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True

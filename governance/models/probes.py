@@ -47,6 +47,10 @@ class Probe(UUIDPk, Timestamps, Base):
     owner_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="RESTRICT"), index=True
     )
+    # The AI system the probe checks (its AI checks), if any: the system page lists its probes.
+    ai_system_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="RESTRICT"), index=True
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     status: Mapped[ProbeStatus] = mapped_column(
         pg_enum(ProbeStatus), nullable=False, server_default=ProbeStatus.IDLE.value

@@ -71,6 +71,9 @@ class Task(UUIDPk, Timestamps, SoftDelete, Base):
     probe_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("probes.id", ondelete="RESTRICT"), index=True
     )
+    ai_system_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="RESTRICT"), index=True
+    )
     due_date: Mapped[date | None] = mapped_column(Date)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Why it was closed as wont_fix (required then), or a closing note.
