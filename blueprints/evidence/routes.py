@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from blueprints.access import requires
 from blueprints.errors.routes import error_response
 from blueprints.evidence.forms import ReviewForm, review_form
+from blueprints.evidence_upload.forms import CATEGORY_LABELS
 from blueprints.web import parse_uuid, render, wants_fragment
 from extensions import db
 from governance.models.enums import EvidenceStatus
@@ -168,7 +169,7 @@ def _detail_context(detail: queries.EvidenceDetail, **extra: Any) -> dict[str, A
         "detail": detail, "evidence": detail.evidence, "revisions": detail.revisions, "links": detail.links,
         "reviews": detail.reviews, "current": detail.current, "review_forms": forms,
         "store_available": _storage().available(), "link_types": LINK_TYPES, "user_id": current_user.id,
-        "target_type": "control", "q": "", "targets": None,
+        "target_type": "control", "q": "", "targets": None, "category_labels": CATEGORY_LABELS,
     }
     context.update(extra)
     return context

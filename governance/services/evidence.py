@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from governance.models.enums import EvidenceStatus
+from governance.models.enums import EvidenceCategory, EvidenceStatus
 from governance.models.evidence import Evidence, EvidenceRevision
 from governance.models.frameworks import Control
 from governance.services import audit
@@ -49,6 +49,7 @@ class EvidenceMeta:
     period_start: date | None
     period_end: date | None
     expires_at: datetime | None
+    category: EvidenceCategory = EvidenceCategory.GENERAL
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _date(raw: str | None, field: str, label: str) -> date | None:
 
 
 def validate_meta(form: Mapping[str, str | None]) -> EvidenceMeta:
-    """Validate the metadata fields of an upload form (name, description, period_start,
+    """Validate the metadata fields of an upload form (name, description, category, period_start,
     period_end, expires_on); raise EvidenceError beside the first bad field."""
     name = (form.get("name") or "").strip()
     if not name:
@@ -110,6 +111,11 @@ def validate_meta(form: Mapping[str, str | None]) -> EvidenceMeta:
     description = (form.get("description") or "").strip() or None
     if description and len(description) > DESCRIPTION_MAX:
         raise EvidenceError("description", f"Keep the description to {DESCRIPTION_MAX:,} characters.")
+    raw_category = (form.get("category") or "").strip() or EvidenceCategory.GENERAL.value
+    try:
+        category = EvidenceCategory(raw_category)
+    except ValueError:
+        raise EvidenceError("category", "Choose one of the listed kinds of evidence.") from None
     start = _date(form.get("period_start"), "period_start", "start of the period")
     end = _date(form.get("period_end"), "period_end", "end of the period")
     if start and end and end < start:
@@ -119,12 +125,13 @@ def validate_meta(form: Mapping[str, str | None]) -> EvidenceMeta:
         raise EvidenceError("expires_on", "The expiry date cannot be before the period starts.")
     # Evidence expires at the end of its expiry day (UTC).
     expires_at = datetime.combine(expires_on + timedelta(days=1), time.min, UTC) if expires_on else None
-    return EvidenceMeta(name, description, start, end, expires_at)
+    return EvidenceMeta(name, description, start, end, expires_at, category)
 
 
 def snapshot(evidence: Evidence) -> dict[str, Any]:
     return {
         "name": evidence.name, "description": evidence.description, "status": evidence.status,
+        "category": evidence.category,
         "period_start": evidence.period_start, "period_end": evidence.period_end,
         "expires_at": evidence.expires_at, "revision": evidence.revision_number,
         "sha256": evidence.sha256, "size_bytes": evidence.size_bytes,
@@ -157,7 +164,8 @@ def create_evidence(
         if control is None or control.deleted_at is not None:
             raise EvidenceError("control", "That control does not exist (any more).", status=404)
     evidence = Evidence(
-        id=evidence_id, name=meta.name, description=meta.description, period_start=meta.period_start,
+        id=evidence_id, name=meta.name, description=meta.description, category=meta.category,
+        period_start=meta.period_start,
         period_end=meta.period_end, expires_at=meta.expires_at, control_id=control_id,
         owner_id=uploaded_by_id, bucket=upload.bucket, object_key=upload.key, size_bytes=upload.size,
         content_type=upload.content_type, sha256=upload.sha256, uploaded_by_id=uploaded_by_id,

@@ -1,4 +1,5 @@
-"""evidence_links: evidence attached to controls, checks and tasks (many-to-many), from either side.
+"""evidence_links: evidence attached to controls, checks, tasks and AI systems (many-to-many), from
+either side.
 Each function validates, flushes (never commits) and writes its audit entry."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from governance.models.ai import AISystem
 from governance.models.evidence import Evidence, EvidenceLink
 from governance.models.frameworks import Control
 from governance.models.probes import Check
@@ -20,6 +22,7 @@ TARGETS: dict[str, tuple[type[Any], str]] = {
     "control": (Control, "control_id"),
     "check": (Check, "check_id"),
     "task": (Task, "task_id"),
+    "ai_system": (AISystem, "ai_system_id"),
 }
 
 
@@ -32,18 +35,20 @@ class LinkError(ValueError):
 
 def _target(session: Session, target_type: str, target_id: uuid.UUID) -> Any:
     if target_type not in TARGETS:
-        raise LinkError(f"Evidence can be linked to a control, a check or a task, not {target_type!r}.", 400)
+        raise LinkError(f"Evidence can be linked to a control, a check, a task or an AI system, not {target_type!r}.",
+                        400)
     model, _column = TARGETS[target_type]
     target = session.get(model, target_id)
     if target is None or getattr(target, "deleted_at", None) is not None:
-        raise LinkError(f"That {target_type} does not exist (any more).", 404)
+        label = "AI system" if target_type == "ai_system" else target_type
+        raise LinkError(f"That {label} does not exist (any more).", 404)
     return target
 
 
 def describe(target_type: str, target: Any) -> str:
     if target_type == "control":
         return f"{target.ref_id} {target.title}"
-    if target_type == "check":
+    if target_type in ("check", "ai_system"):
         return str(target.name)
     return str(target.title)
 

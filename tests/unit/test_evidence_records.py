@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from governance.models.audit import AuditLog
-from governance.models.enums import EvidenceStatus
+from governance.models.enums import EvidenceCategory, EvidenceStatus
 from governance.models.evidence import EvidenceLink, EvidenceRevision
 from governance.services import evidence as evidence_service
 
@@ -51,11 +51,18 @@ def test_a_new_revision_is_numbered_and_becomes_current(db_session, make_user, m
     ({"name": "ok", "period_start": "2026-13-01"}, "period_start"),
     ({"name": "ok", "period_start": "2026-05-01", "period_end": "2026-04-01"}, "period_end"),
     ({"name": "ok", "expires_on": "tomorrow"}, "expires_on"),
+    ({"name": "ok", "category": "poster"}, "category"),
 ])
 def test_metadata_errors_name_their_field(form, field) -> None:
     with pytest.raises(evidence_service.EvidenceError) as caught:
         evidence_service.validate_meta(form)
     assert caught.value.field == field
+
+
+def test_the_kind_of_evidence_defaults_to_a_general_document() -> None:
+    assert evidence_service.validate_meta({"name": "ok"}).category == EvidenceCategory.GENERAL
+    assert evidence_service.validate_meta({"name": "ok", "category": " model_card "}).category == (
+        EvidenceCategory.MODEL_CARD)
 
 
 @pytest.mark.parametrize(("raw", "clean"), [

@@ -23,7 +23,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from governance.models.audit import AuditLog
-from governance.models.enums import AuditOutcome, EvidenceStatus
+from governance.models.enums import AuditOutcome, EvidenceCategory, EvidenceStatus
 from governance.models.evidence import Evidence, EvidenceLink, EvidenceRevision
 from governance.services import evidence as evidence_service
 from governance.services import evidence_upload as uploads
@@ -47,7 +47,7 @@ def _body(token: str | None, data: bytes, filename: str = "report.pdf", *, name:
         values.add("csrf_token", token)
     if not revision:
         values.add("name", name)
-        for key in ("description", "period_start", "period_end", "expires_on"):
+        for key in ("description", "category", "period_start", "period_end", "expires_on"):
             values.add(key, meta.get(key, ""))
     if review:
         values.add("send_for_review", "y")
@@ -180,7 +180,8 @@ def test_the_form_has_its_fields_in_order_and_a_progress_bar(client, engineer, s
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     order = [html.index(f'name="{name}"') for name in
-             ("name", "description", "period_start", "period_end", "expires_on", "send_for_review", "file")]
+             ("name", "description", "category", "period_start", "period_end", "expires_on", "send_for_review",
+              "file")]
     assert order == sorted(order)
     assert re.search(r'<input[^>]*checked[^>]*name="send_for_review"|<input[^>]*name="send_for_review"[^>]*checked',
                      html)
@@ -234,7 +235,7 @@ def test_a_multi_part_upload_is_stored_whole_with_its_sha256(client, engineer, s
     token = _token(client, csrf_token, url)
     response = _post(client, token, data, "../../Q3 access review.pdf", url=url,
                      description="Quarterly review", period_start="2026-07-01", period_end="2026-09-30",
-                     expires_on="2027-09-30")
+                     expires_on="2027-09-30", category="evaluation_report")
     assert response.status_code == 303, response.get_data(as_text=True)
     evidence = db_session.scalars(select(Evidence)).one()
     assert response.headers["Location"] == f"/evidence/{evidence.id}"
@@ -242,6 +243,7 @@ def test_a_multi_part_upload_is_stored_whole_with_its_sha256(client, engineer, s
     assert evidence.content_type == "application/pdf" and evidence.status == EvidenceStatus.IN_REVIEW
     assert evidence.object_key.startswith(f"evidence/{evidence.id}/") and "review" not in evidence.object_key
     assert evidence.description == "Quarterly review" and str(evidence.period_start) == "2026-07-01"
+    assert evidence.category == EvidenceCategory.EVALUATION_REPORT
     [revision] = evidence.revisions
     assert revision.number == 1 and revision.filename == "Q3 access review.pdf" and revision.version_id
     stored = hashlib.sha256()
@@ -254,6 +256,9 @@ def test_a_multi_part_upload_is_stored_whole_with_its_sha256(client, engineer, s
     assert link.control_id == control.id and evidence.control_id == control.id
     audit = db_session.scalars(select(AuditLog).where(AuditLog.action == "evidence.create")).one()
     assert audit.outcome == AuditOutcome.SUCCESS and audit.details["sha256"] == evidence.sha256
+    assert audit.details["after"]["category"] == "evaluation_report"
+    page = client.get(f"/evidence/{evidence.id}").get_data(as_text=True)
+    assert "<dt>Kind</dt><dd>Evaluation report</dd>" in page
 
 
 def test_unticking_review_keeps_a_draft_and_htmx_gets_hx_location(client, engineer, storage, db_session,
