@@ -187,7 +187,7 @@ class AISystemControl(UUIDPk, Timestamps, Base):
         UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="CASCADE"), nullable=False
     )
     control_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="CASCADE"), nullable=False, index=True
+        UUID(as_uuid=True), ForeignKey("controls.id", ondelete="RESTRICT"), nullable=False, index=True
     )
     origin: Mapped[str] = mapped_column(String(16), nullable=False)
     # Why it applies (the classification's obligation, e.g. "high_provider"), or the linker's note.
@@ -204,7 +204,7 @@ class AIClassification(UUIDPk, Timestamps, Base):
     __table_args__ = (UniqueConstraint("system_id", "version"),)
 
     system_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="RESTRICT"), nullable=False
     )
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     questionnaire_version: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -237,7 +237,7 @@ class ImpactAssessment(UUIDPk, Timestamps, Base):
     )
 
     system_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="RESTRICT"), nullable=False
     )
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     template_version: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -131,7 +131,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_ai_classifications_created_by_id_users'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['system_id'], ['ai_systems.id'], name=op.f('fk_ai_classifications_system_id_ai_systems'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['system_id'], ['ai_systems.id'], name=op.f('fk_ai_classifications_system_id_ai_systems'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_classifications')),
     sa.UniqueConstraint('system_id', 'version', name=op.f('uq_ai_classifications_system_id_version'))
     )
@@ -147,7 +147,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("origin IN ('manual', 'classification')", name=op.f('ck_ai_system_controls_origin_known')),
-    sa.ForeignKeyConstraint(['control_id'], ['controls.id'], name=op.f('fk_ai_system_controls_control_id_controls'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['control_id'], ['controls.id'], name=op.f('fk_ai_system_controls_control_id_controls'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['system_id'], ['ai_systems.id'], name=op.f('fk_ai_system_controls_system_id_ai_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_system_controls')),
     sa.UniqueConstraint('system_id', 'control_id', 'origin', name=op.f('uq_ai_system_controls_system_id_control_id_origin'))
@@ -200,7 +200,7 @@ def upgrade() -> None:
     sa.CheckConstraint("status NOT IN ('approved', 'rejected') OR (decided_by_id IS NOT NULL AND decided_at IS NOT NULL)", name=op.f('ck_impact_assessments_decision_is_named')),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_impact_assessments_created_by_id_users'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['decided_by_id'], ['users.id'], name=op.f('fk_impact_assessments_decided_by_id_users'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['system_id'], ['ai_systems.id'], name=op.f('fk_impact_assessments_system_id_ai_systems'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['system_id'], ['ai_systems.id'], name=op.f('fk_impact_assessments_system_id_ai_systems'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_impact_assessments')),
     sa.UniqueConstraint('system_id', 'version', name=op.f('uq_impact_assessments_system_id_version'))
     )

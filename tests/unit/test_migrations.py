@@ -148,6 +148,14 @@ SUPPORT_TABLES = {
     "cache_entries",  # read cache: values computed under a generation
     "alert_events",  # alerts: the history of each alert (raised, acknowledged, resolved)
     "audit_chain_heads",  # audit log: the hash chain's head (last seq and hash), locked by each insert
+    "ai_systems",  # AI inventory: AI systems (use cases)
+    "ai_models",  # AI inventory: models, many-to-many with systems
+    "datasets",  # AI inventory: datasets, many-to-many with systems
+    "ai_system_models",  # AI inventory: system uses model
+    "ai_system_datasets",  # AI inventory: system uses dataset
+    "ai_system_controls",  # AI inventory: controls that apply to a system (manual or by classification)
+    "ai_classifications",  # AI inventory: versioned EU AI Act classifications
+    "impact_assessments",  # AI inventory: versioned impact assessments and their approval
 }
 # Derived rows with times of their own (computed_at, changed_at), never updated_at.
 WITHOUT_UPDATED_AT = {"cache_generations", "cache_entries"}

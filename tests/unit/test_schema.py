@@ -45,11 +45,15 @@ CASCADE_FOREIGN_KEYS = {
     ("evidence_links", "control_id"),
     ("evidence_links", "check_id"),
     ("evidence_links", "task_id"),
+    ("evidence_links", "ai_system_id"),
+    ("ai_system_models", "system_id"),
+    ("ai_system_datasets", "system_id"),
+    ("ai_system_controls", "system_id"),
     ("check_controls", "check_id"),
     ("mappings", "source_control_id"),
     ("mappings", "target_control_id"),
 }
-SOFT_DELETED = {"users", "frameworks", "controls", "evidence", "tasks"}
+SOFT_DELETED = {"users", "frameworks", "controls", "evidence", "tasks", "ai_systems", "ai_models", "datasets"}
 
 
 def _role(session: DBSession, name: str = "admin") -> Role:
