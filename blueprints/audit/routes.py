@@ -23,8 +23,7 @@ from blueprints.audit import filters as audit_filters
 from blueprints.web import render, wants_fragment
 from extensions import db
 from governance import context
-from governance.models.enums import AuditOutcome
-from governance.services import audit
+from governance.services import audit, csv_cells
 from governance.services import audit_queries as queries
 
 bp = Blueprint("audit", __name__)
@@ -35,7 +34,6 @@ EXPORT_ACTION = "audit_log.export"
 EXPORT_FINISHED_ACTION = "audit_log.export.finished"
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection): such a cell
 # is sent with a leading apostrophe, which spreadsheets show as text (docs/audit-log-pages.md).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cursor(name: str) -> tuple[queries.Cursor | None, bool]:
@@ -99,15 +97,7 @@ def entry(entry_id: uuid.UUID) -> Response:
 # --- the CSV export -------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, AuditOutcome):
-        return value.value
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+_cell = csv_cells.cell
 
 
 def _csv_chunks(rows: Iterator[Sequence[Any]], batch: int) -> Iterator[tuple[str, int]]:

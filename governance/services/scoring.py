@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -146,15 +146,18 @@ def percentage(weight_counted: Decimal, weighted_points: Decimal) -> Decimal | N
 
 # ---- reading the truth ---------------------------------------------------------------------------
 
-def _states_stmt(control_ids: list[uuid.UUID] | None) -> Any:
+def _states_stmt(control_ids: list[uuid.UUID] | None, checks: ColumnElement[bool] | None = None) -> Any:
     outcome_counts = [
         func.count(Check.id).filter(Check.last_outcome == outcome).label(outcome.value) for outcome in ResultOutcome
     ]
+    counted = (Check.id == CheckControl.check_id) & (Check.status == CheckStatus.ACTIVE)
+    if checks is not None:
+        counted = counted & checks
     stmt = (
         select(Control.id, Control.framework_id, Control.owner_id, Control.weight, Control.assessable,
                Control.status, Control.deleted_at, *outcome_counts)
         .outerjoin(CheckControl, CheckControl.control_id == Control.id)
-        .outerjoin(Check, (Check.id == CheckControl.check_id) & (Check.status == CheckStatus.ACTIVE))
+        .outerjoin(Check, counted)
         .group_by(Control.id)
         .execution_options(include_deleted=True)
     )
@@ -180,10 +183,21 @@ def _chunks(ids: Iterable[uuid.UUID]) -> list[list[uuid.UUID]]:
     return [ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK)]
 
 
-def control_states(session: Session, control_ids: Iterable[uuid.UUID] | None = None) -> dict[uuid.UUID, ControlState]:
+def control_states(session: Session, control_ids: Iterable[uuid.UUID] | None = None, *,
+                   checks: ColumnElement[bool] | None = None) -> dict[uuid.UUID, ControlState]:
+    """The controls' states from their active checks. `checks`, a condition on Check, narrows which
+    active checks count (an AI system's score counts only checks of its own or of no system's
+    probes); without it every active check counts, as in the stored scores."""
     if control_ids is None:
-        return {row.id: _state(row) for row in session.execute(_states_stmt(None))}
-    return {row.id: _state(row) for chunk in _chunks(control_ids) for row in session.execute(_states_stmt(chunk))}
+        return {row.id: _state(row) for row in session.execute(_states_stmt(None, checks))}
+    return {row.id: _state(row) for chunk in _chunks(control_ids)
+            for row in session.execute(_states_stmt(chunk, checks))}
+
+
+def total(states: Iterable[ControlState]) -> Contribution:
+    """The sum of the states' contributions: percentage(total.weight_counted, total.weighted_points)
+    is their score, as a framework's is of its controls."""
+    return sum((state.contribution() for state in states), ZERO)
 
 
 # ---- control rows: what each control last contributed ------------------------------------------
