@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from governance.probes import (  # noqa: F401  (imported for their register() calls)
+    ai_system,
     evidence_freshness,
     http_endpoint,
     manual_attestation,

@@ -41,7 +41,10 @@ OPERATORS = (">=", "<=", ">", "<", "==")
 URL_TIMEOUT_S = 15.0
 
 
-class _Failed(Exception):
+class ReadFailed(Exception):
+    """The document could not be read or the field not found: an `error` result (transient: the
+    store or the URL may answer on a retry)."""
+
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
@@ -59,7 +62,8 @@ class _EvidenceObject:
     deleted: bool
 
 
-def _format_of(name: str, content_type: str | None = None) -> str | None:
+def format_of(name: str, content_type: str | None = None) -> str | None:
+    """json or csv from a file name's extension, else from its content type; None when neither says."""
     ext = posixpath.splitext(name.lower())[1]
     if ext in (".json", ".csv"):
         return ext[1:]
@@ -69,6 +73,105 @@ def _format_of(name: str, content_type: str | None = None) -> str | None:
         if "csv" in content_type:
             return "csv"
     return None
+
+
+def reading_parameters(parameters: Mapping[str, Any], fmt: str | None) -> dict[str, Any]:
+    """The clean field, row, operator and threshold of a check reading a number from a document of
+    format fmt (None: not known yet), or ConfigError beside the first bad one."""
+    clean: dict[str, Any] = {}
+    field = u.text_value(parameters, "field", required=True, max_len=500, label="Field")
+    assert field is not None
+    if fmt != "csv":
+        field = u.json_path_value({"field": field}, "field") or field
+    clean["field"] = field
+    row = u.text_value(parameters, "row", max_len=500)
+    if row is not None:
+        if fmt == "json":
+            raise ConfigError("row", "A row selector applies to CSV only.")
+        column, sep, _value = row.partition("=")
+        if not sep or not column.strip():
+            raise ConfigError("row", "Write column=value, e.g. model=prod.")
+        clean["row"] = row
+    clean["operator"] = u.choice_value(parameters, "operator", OPERATORS, required=True)
+    clean["threshold"] = u.number_value(parameters, "threshold")
+    return clean
+
+
+def read_object(storage: Any, key: str, version_id: str | None, shown: str) -> bytes:
+    """An object (version) of the store, at most READ_LIMIT bytes; ReadFailed otherwise."""
+    try:
+        info = storage.stat(key, version_id)
+        if info is None:
+            raise ReadFailed(f"No object {shown} in the store.")
+        if info.size > READ_LIMIT:
+            raise ReadFailed(f"{shown} is {info.size:,} bytes; at most {READ_LIMIT // (1024 * 1024)} MiB is read.")
+        data = bytearray()
+        for chunk in storage.open_stream(key, version_id):
+            data += chunk
+            if len(data) > READ_LIMIT:
+                raise ReadFailed(f"{shown} is larger than {READ_LIMIT // (1024 * 1024)} MiB.")
+        return bytes(data)
+    except StorageError as exc:
+        raise ReadFailed(f"{shown}: {exc}", transient="unreachable" in str(exc)) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ReadFailed(f"{shown}: the object store could not be reached ({type(exc).__name__})",
+                         transient=True) from None
+
+
+def extract(data: bytes, fmt: str, field: str, row: Any) -> Any:
+    """The value of field in a JSON (dotted path) or CSV (column; the last row, or the last one
+    matching row = "column=value") document; ReadFailed when it is not there."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReadFailed("The document is not UTF-8 text.") from None
+    if fmt == "json":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ReadFailed(f"The document is not valid JSON ({exc}).") from None
+        try:
+            return u.lookup(document, field)
+        except u.MissingField as exc:
+            raise ReadFailed(f"The JSON has no field {exc.args[0]}.") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    if field not in columns:
+        raise ReadFailed(f"The CSV has no column {field!r} (columns: {', '.join(columns[:10]) or 'none'}).")
+    selected: dict[str, Any] | None = None
+    if row:
+        column, _sep, wanted = str(row).partition("=")
+        column, wanted = column.strip(), wanted.strip()
+        if column not in columns:
+            raise ReadFailed(f"The CSV has no column {column!r} to select the row by.")
+        for line in reader:
+            if (line.get(column) or "").strip() == wanted:
+                selected = line
+        if selected is None:
+            raise ReadFailed(f"No row of the CSV has {column} = {wanted}.")
+    else:
+        for line in reader:
+            selected = line
+        if selected is None:
+            raise ReadFailed("The CSV has no rows.")
+    return selected.get(field)
+
+
+def judge(check_id: uuid.UUID, value: Any, *, field: str, operator: str, threshold: Any,
+          expected: Any, resource: str | None) -> Observation:
+    """The observation for a value read from a document: an error when it is not a number, else
+    compliant when value <operator> threshold holds."""
+    number = u.to_number(value)
+    if number is None:
+        return Observation(check_id, ResultOutcome.ERROR, observed=u.jsonable(value), expected=expected,
+                           message=f"{field} is {u.short(value)}, not a number.", resource=resource)
+    ok = u.compare(number, operator, threshold)
+    return Observation(
+        check_id, ResultOutcome.COMPLIANT if ok else ResultOutcome.NON_COMPLIANT, observed=number,
+        expected=expected, resource=resource,
+        message=f"{field} = {number:g} (threshold {operator} {threshold:g})"
+                f"{'' if ok else ': not met'}.",
+    )
 
 
 class MetricThreshold:
@@ -116,26 +219,12 @@ class MetricThreshold:
             clean["evidence"] = u.uuid_value(parameters, "evidence")
         fmt = u.choice_value(parameters, "format", FORMATS)
         if fmt is None and source != "evidence":
-            fmt = _format_of(name)
+            fmt = format_of(name)
             if fmt is None:
                 raise ConfigError("format", "The name does not end in .json or .csv: choose json or csv.")
         if fmt is not None:
             clean["format"] = fmt
-        field = u.text_value(parameters, "field", required=True, max_len=500, label="Field")
-        assert field is not None
-        if fmt != "csv":
-            field = u.json_path_value({"field": field}, "field") or field
-        clean["field"] = field
-        row = u.text_value(parameters, "row", max_len=500)
-        if row is not None:
-            if fmt == "json":
-                raise ConfigError("row", "A row selector applies to CSV only.")
-            column, sep, _value = row.partition("=")
-            if not sep or not column.strip():
-                raise ConfigError("row", "Write column=value, e.g. model=prod.")
-            clean["row"] = row
-        clean["operator"] = u.choice_value(parameters, "operator", OPERATORS, required=True)
-        clean["threshold"] = u.number_value(parameters, "threshold")
+        clean.update(reading_parameters(parameters, fmt))
         return clean
 
     def public_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,20 +280,11 @@ class MetricThreshold:
         try:
             data, fmt, resource = self._read(ctx, params, evidence)
             value = self._extract(data, fmt, field, params.get("row"))
-        except _Failed as exc:
+        except ReadFailed as exc:
             return Observation(check.id, ResultOutcome.ERROR, expected=expected, message=exc.message,
                                resource=resource), (exc.message if exc.transient else None)
-        number = u.to_number(value)
-        if number is None:
-            return Observation(check.id, ResultOutcome.ERROR, observed=u.jsonable(value), expected=expected,
-                               message=f"{field} is {u.short(value)}, not a number.", resource=resource), None
-        ok = u.compare(number, operator, threshold)
-        return Observation(
-            check.id, ResultOutcome.COMPLIANT if ok else ResultOutcome.NON_COMPLIANT, observed=number,
-            expected=expected, resource=resource,
-            message=f"{field} = {number:g} (threshold {operator} {threshold:g})"
-                    f"{'' if ok else ': not met'}.",
-        ), None
+        return judge(check.id, value, field=field, operator=operator, threshold=threshold, expected=expected,
+                     resource=resource), None
 
     @staticmethod
     def _resource(params: Mapping[str, Any]) -> str:
@@ -225,83 +305,34 @@ class MetricThreshold:
             try:
                 answer = fetch(url, timeout_s=min(URL_TIMEOUT_S, max(ctx.timeout_s, 1)), limit=READ_LIMIT)
             except FetchError as exc:
-                raise _Failed(f"GET {shown}: {exc.message}", transient=exc.transient) from None
+                raise ReadFailed(f"GET {shown}: {exc.message}", transient=exc.transient) from None
             if answer.status != 200:
-                raise _Failed(f"GET {shown} answered {answer.status}", transient=answer.status >= 500)
-            fmt = fmt or _format_of(urlsplit(url).path, answer.content_type)
+                raise ReadFailed(f"GET {shown} answered {answer.status}", transient=answer.status >= 500)
+            fmt = fmt or format_of(urlsplit(url).path, answer.content_type)
             return answer.body or b"", str(fmt or "json"), shown
         if source == "s3":
             key = str(params.get("key") or "")
-            return self._object(ctx, key, None, f"s3:{key}"), str(fmt or _format_of(key) or "json"), f"s3:{key}"
+            return self._object(ctx, key, None, f"s3:{key}"), str(fmt or format_of(key) or "json"), f"s3:{key}"
         evidence_id = str(params.get("evidence"))
         found = evidence.get(evidence_id)
         resource = f"evidence:{evidence_id}"
         if found is None or found.deleted:
-            raise _Failed(f"Evidence {evidence_id} does not exist (any more) or has no file.")
+            raise ReadFailed(f"Evidence {evidence_id} does not exist (any more) or has no file.")
         resource = f"evidence:{evidence_id} revision {found.number}"
         if found.bucket != ctx.storage.bucket:
-            raise _Failed(f"Evidence {evidence_id} is in bucket {found.bucket}, not in the evidence bucket.")
-        fmt = fmt or _format_of(found.filename, found.content_type)
+            raise ReadFailed(f"Evidence {evidence_id} is in bucket {found.bucket}, not in the evidence bucket.")
+        fmt = fmt or format_of(found.filename, found.content_type)
         if fmt is None:
-            raise _Failed(f"Cannot tell whether {found.filename} is JSON or CSV: set the format of the check.")
+            raise ReadFailed(f"Cannot tell whether {found.filename} is JSON or CSV: set the format of the check.")
         return self._object(ctx, found.key, found.version_id, resource), str(fmt), resource
 
     @staticmethod
     def _object(ctx: RunContext, key: str, version_id: str | None, shown: str) -> bytes:
-        try:
-            info = ctx.storage.stat(key, version_id)
-            if info is None:
-                raise _Failed(f"No object {shown} in the store.")
-            if info.size > READ_LIMIT:
-                raise _Failed(f"{shown} is {info.size:,} bytes; at most {READ_LIMIT // (1024 * 1024)} MiB is read.")
-            data = bytearray()
-            for chunk in ctx.storage.open_stream(key, version_id):
-                data += chunk
-                if len(data) > READ_LIMIT:
-                    raise _Failed(f"{shown} is larger than {READ_LIMIT // (1024 * 1024)} MiB.")
-            return bytes(data)
-        except StorageError as exc:
-            raise _Failed(f"{shown}: {exc}", transient="unreachable" in str(exc)) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _Failed(f"{shown}: the object store could not be reached ({type(exc).__name__})",
-                          transient=True) from None
+        return read_object(ctx.storage, key, version_id, shown)
 
     @staticmethod
     def _extract(data: bytes, fmt: str, field: str, row: Any) -> Any:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise _Failed("The document is not UTF-8 text.") from None
-        if fmt == "json":
-            try:
-                document = json.loads(text)
-            except ValueError as exc:
-                raise _Failed(f"The document is not valid JSON ({exc}).") from None
-            try:
-                return u.lookup(document, field)
-            except u.MissingField as exc:
-                raise _Failed(f"The JSON has no field {exc.args[0]}.") from None
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        columns = reader.fieldnames or []
-        if field not in columns:
-            raise _Failed(f"The CSV has no column {field!r} (columns: {', '.join(columns[:10]) or 'none'}).")
-        selected: dict[str, Any] | None = None
-        if row:
-            column, _sep, wanted = str(row).partition("=")
-            column, wanted = column.strip(), wanted.strip()
-            if column not in columns:
-                raise _Failed(f"The CSV has no column {column!r} to select the row by.")
-            for line in reader:
-                if (line.get(column) or "").strip() == wanted:
-                    selected = line
-            if selected is None:
-                raise _Failed(f"No row of the CSV has {column} = {wanted}.")
-        else:
-            for line in reader:
-                selected = line
-            if selected is None:
-                raise _Failed("The CSV has no rows.")
-        return selected.get(field)
+        return extract(data, fmt, field, row)
 
 
 KIND = register(MetricThreshold())

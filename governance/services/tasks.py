@@ -214,13 +214,15 @@ def open_for_alerts(session: Session, alerts: Sequence[Alert], *, sla: Mapping[s
     sla = sla or sla_days()
     on = today()
     check_ids = [uuid.UUID(a.source_id) for a in urgent.values() if a.source_type == "check" and _is_uuid(a.source_id)]
-    checks = {c.id: (c.control_id, c.probe_id) for c in session.execute(
-        select(Check.id, Check.control_id, Check.probe_id).where(Check.id.in_(check_ids)))} if check_ids else {}
+    # The check's control and probe, and the AI system that probe checks (its AI checks), if any.
+    checks = {c.id: (c.control_id, c.probe_id, c.ai_system_id) for c in session.execute(
+        select(Check.id, Check.control_id, Check.probe_id, Probe.ai_system_id)
+        .join(Probe, Probe.id == Check.probe_id).where(Check.id.in_(check_ids)))} if check_ids else {}
     rows = []
     for a in urgent.values():
-        control_id = probe_id = evidence_id = None
+        control_id = probe_id = evidence_id = ai_system_id = None
         if a.source_type == "check" and _is_uuid(a.source_id) and uuid.UUID(str(a.source_id)) in checks:
-            control_id, probe_id = checks[uuid.UUID(str(a.source_id))]
+            control_id, probe_id, ai_system_id = checks[uuid.UUID(str(a.source_id))]
         elif a.source_type == "evidence" and _is_uuid(a.source_id):
             evidence_id = uuid.UUID(str(a.source_id))
         rows.append({
@@ -228,6 +230,7 @@ def open_for_alerts(session: Session, alerts: Sequence[Alert], *, sla: Mapping[s
             "description": a.message or f"Opened by the {a.severity.value} alert {a.rule}.",
             "status": TaskStatus.OPEN, "priority": a.severity, "assignee_id": a.owner_id,
             "alert_id": a.id, "control_id": control_id, "probe_id": probe_id, "evidence_id": evidence_id,
+            "ai_system_id": ai_system_id,
             "due_date": due_for(a.severity, on=on, sla=sla),
         })
     stmt = (insert(Task).values(rows)
@@ -241,7 +244,8 @@ def open_for_alerts(session: Session, alerts: Sequence[Alert], *, sla: Mapping[s
     notices = []
     for task in opened:
         audit.record(session, "task.create", object_type="task", object_id=task.id, ctx=ctx,
-                     after=_snapshot(task), details={"alert_id": task.alert_id})
+                     after=_snapshot(task), details={"alert_id": task.alert_id, **(
+                         {"ai_system_id": task.ai_system_id} if task.ai_system_id is not None else {})})
         if task.assignee_id is not None:
             notices.append(notifications.NewNotification(
                 user_id=task.assignee_id, kind="task_assigned", title=f"Task for you: {task.title}",

@@ -17,7 +17,7 @@ import pytest
 import governance.probes as probes
 from governance.models.enums import ResultOutcome
 
-BUILTIN = ("evidence_freshness", "http_endpoint", "manual_attestation", "metric_threshold", "sql_query")
+BUILTIN = ("ai_system", "evidence_freshness", "http_endpoint", "manual_attestation", "metric_threshold", "sql_query")
 
 
 def test_the_built_in_kinds_implement_the_interface() -> None:
