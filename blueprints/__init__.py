@@ -8,6 +8,7 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from blueprints import access, request_context, web
     from blueprints.admin.routes import bp as admin_bp
+    from blueprints.ai_systems import bp as ai_systems_bp
     from blueprints.alerts.routes import bp as alerts_bp
     from blueprints.audit.routes import bp as audit_bp
     from blueprints.auth.routes import bp as auth_bp
@@ -31,4 +32,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(tasks_bp)
+    app.register_blueprint(ai_systems_bp)
     access.init_app(app)

@@ -36,7 +36,9 @@ def test_a_second_load_changes_nothing(db_session, tmp_path) -> None:
     again = demo.load(db_session, tmp_path)
     assert again.new_users == [] and not again.framework_created
     assert dict(db_session.execute(select(User.email, User.password_hash)).all()) == hashes
-    assert db_session.scalar(select(func.count()).select_from(Framework)) == 1
+    # NIST AI RMF, and the EU AI Act the demo AI systems' classifications imported.
+    assert set(db_session.scalars(select(Framework.title))) == {"NIST AI RMF", "EU AI Act"}
+    assert db_session.scalar(select(func.count()).select_from(Framework)) == 2
     assert "already" in demo.describe(again, tmp_path)
 
 
@@ -60,3 +62,57 @@ def test_demo_evidence_is_stored_reviewed_and_loaded_once(db_session, tmp_path, 
     again = demo.load(db_session, tmp_path)
     demo.load_evidence(db_session, storage, settings, again)
     assert again.evidence == [] and db_session.scalar(select(func.count()).select_from(Evidence)) == 2
+
+
+def test_demo_ai_systems_are_classified_from_their_answers_once(db_session, tmp_path) -> None:
+    from governance.models.ai import AIClassification, AISystem, AISystemControl, ImpactAssessment
+    from governance.models.enums import AIActRole, AIRiskClass, AssessmentStatus
+    from governance.models.probes import Check, Probe
+    from governance.services import ai_act, ai_systems
+
+    result = demo.load(db_session, tmp_path)
+    systems = {s.name: s for s in db_session.scalars(select(AISystem)).all()}
+    assert {name: s.risk_class for name, s in systems.items()} == {
+        "CV screening assistant": AIRiskClass.HIGH, "Customer support chatbot": AIRiskClass.LIMITED}
+    assert sorted(result.ai_systems) == ["CV screening assistant (high risk)",
+                                         "Customer support chatbot (limited risk)"]
+    assert "AI systems: " in demo.describe(result, tmp_path)
+    engineer = identity.find_user_by_email(db_session, "engineer@demo.example")
+
+    cv, chatbot = systems["CV screening assistant"], systems["Customer support chatbot"]
+    for system, spec in zip((cv, chatbot), demo.DEMO_AI_SYSTEMS, strict=True):
+        classification = ai_act.latest(db_session, system.id)
+        # Classified by the questionnaire's own logic from real answers, by the demo engineer.
+        assert classification is not None and classification.version == 1
+        assert classification.answers == ai_act.clean_answers(spec["answers"])
+        assert classification.result == ai_act.classify(spec["answers"], system.eu_role).result
+        assert classification.created_by_id == engineer.id and system.owner_id == engineer.id
+        assert [m.name for m in system.models] == [spec["model"]["name"]]
+        assert [d.name for d in system.datasets] == [spec["dataset"]["name"]]
+    assert cv.eu_role == AIActRole.DEPLOYER and cv.datasets[0].personal_data
+    assert chatbot.eu_role == AIActRole.PROVIDER
+
+    def refs(system: AISystem) -> set[str]:
+        from governance.models.frameworks import Control
+
+        return set(db_session.scalars(select(Control.ref_id).join(AISystemControl,
+                                                                  AISystemControl.control_id == Control.id)
+                                      .where(AISystemControl.system_id == system.id)))
+
+    assert {"Article 26(1)", "Article 26(2)", "Article 5(1)(a)"} <= refs(cv) and "Article 50(1)" not in refs(cv)
+    assert {"Article 50(1)", "Article 50(2)", "Article 50(5)"} <= refs(chatbot) and "Article 26(1)" not in refs(chatbot)
+
+    draft = db_session.scalars(select(ImpactAssessment).where(ImpactAssessment.system_id == cv.id)).one()
+    assert draft.status == AssessmentStatus.DRAFT and draft.answers["processes"].startswith("Pre-screening")
+    assert ai_systems.HIGH_WITHOUT_ASSESSMENT in ai_systems.flags(db_session, cv)
+    probe = db_session.scalars(select(Probe).where(Probe.ai_system_id == cv.id)).one()
+    assert probe.kind == "ai_system"
+    assert db_session.scalar(select(func.count()).select_from(Check).where(Check.probe_id == probe.id)) == 4
+    assert db_session.scalars(select(Probe).where(Probe.ai_system_id == chatbot.id)).all() == []
+    assert [r.system.name for r in ai_systems.register_rows(db_session)] == ["CV screening assistant"]
+
+    counts = {table: db_session.scalar(select(func.count()).select_from(table))
+              for table in (AISystem, AIClassification, ImpactAssessment, Probe, Check)}
+    again = demo.load(db_session, tmp_path)
+    assert again.ai_systems == []
+    assert {table: db_session.scalar(select(func.count()).select_from(table)) for table in counts} == counts

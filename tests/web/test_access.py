@@ -142,6 +142,20 @@ MATRIX: dict[str, set[str]] = {
     "tasks.assign": {"admin", "compliance_officer"},
     "tasks.evidence_candidates": {"admin", "compliance_officer"},
     "tasks.link_evidence": {"admin", "compliance_officer"},
+    # AI inventory (blueprints/ai_systems)
+    "ai_systems.index": EVERYONE, "ai_systems.export": EVERYONE, "ai_systems.detail": EVERYONE,
+    "ai_systems.models": EVERYONE, "ai_systems.datasets": EVERYONE,
+    **{f"ai_systems.{e}": {"admin", "compliance_officer", "engineer"} for e in (
+        "new", "create", "edit", "update", "control_candidates", "link_control", "unlink_control", "link_model",
+        "unlink_model", "link_dataset", "unlink_dataset", "evidence_candidates", "link_evidence", "unlink_evidence",
+        "add_standard_checks", "new_model", "create_model", "edit_model", "update_model", "new_dataset",
+        "create_dataset", "edit_dataset", "update_dataset")},
+    **{f"ai_systems.{e}": {"admin", "compliance_officer"} for e in (
+        "confirm_delete", "delete", "delete_model", "delete_dataset")},
+    **{f"ai_systems.{e}": EVERYONE for e in ("classify", "assessment", "assessment_version", "register")},
+    **{f"ai_systems.{e}": {"admin", "compliance_officer", "engineer"} for e in (
+        "classify_step", "start_assessment", "save_assessment")},
+    "ai_systems.decide_assessment": {"admin", "compliance_officer"},
     # benchmark baseline
     "bench_baseline.layout_baseline": EVERYONE,
 }
