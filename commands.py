@@ -484,6 +484,9 @@ def grant_app_role_command(role: str) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    import cli
+
+    cli.register(app)
     app.cli.add_command(audit_cli)
     app.cli.add_command(scores_cli)
     app.cli.add_command(jobs_cli)

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_SECRET_KEYS = frozenset({"", "change-me", "dev", "secret", "changeme"})
 DEFAULT_S3_CREDENTIALS = frozenset({"", "minioadmin", "change-me", "changeme"})
 
-SECRET_NAMES = ("SECRET_KEY", "DATABASE_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+SECRET_NAMES = ("SECRET_KEY", "DATABASE_URL", "DATABASE_ADMIN_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY",
+                "BACKUP_ENCRYPTION_KEY", "S3_SSE_C_KEY")
 
 
 class ConfigError(RuntimeError):
@@ -152,6 +153,29 @@ class Settings:
     # the store supports it), each locked this many days in the evidence lock mode.
     audit_anchor_bucket: str = "audit-anchors"
     audit_anchor_lock_days: int = 400
+    # Data lifecycle (docs/operations.md).
+    # Migrations, partition maintenance, retention, restores and drills need the schema's owner; the
+    # app itself runs as the service role (DATABASE_URL). Unset: DATABASE_URL is used for both.
+    database_admin_url: str | None = None
+    # Backups: AES-256-GCM under this key (32 bytes, base64; never stored beside the backups).
+    backup_bucket: str = "backups"
+    backup_encryption_key: str | None = None
+    backup_retention_days: int = 90
+    # The monitoring check alerts when the last successful backup is older than this.
+    backup_max_age_hours: int = 26
+    # Evidence objects whose SHA-256 a restore drill re-checks.
+    drill_sample_objects: int = 20
+    # Where pg_dump / pg_restore are (unset: the embedded PostgreSQL's, else the PATH's).
+    pg_bin_dir: str | None = None
+    # Retention per data class, in months; then archived to the cold bucket.
+    retention_evidence_months: int = 36
+    retention_audit_months: int = 36
+    cold_bucket: str = "cold-storage"
+    # Server-side encryption of evidence objects: none, s3 (SSE-S3) or c (SSE-C with S3_SSE_C_KEY,
+    # 32 bytes base64). TLS to the store: S3_SECURE=true, S3_CA_BUNDLE for a private CA.
+    s3_sse: str = "none"
+    s3_sse_c_key: str | None = None
+    s3_ca_bundle: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -166,6 +190,11 @@ class Settings:
     def uses_embedded_s3(self) -> bool:
         return not self.s3_endpoint
 
+    @property
+    def admin_database_url(self) -> str:
+        """The URL for schema-owning work (migrations, partitions, retention, restores)."""
+        return self.database_admin_url or self.database_url or ""
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
@@ -173,6 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if app_env not in ("development", "production", "test"):
         raise ConfigError(f"APP_ENV must be development, production or test, got {app_env!r}")
     database_url = _read(env, "DATABASE_URL")
+    admin_url = _read(env, "DATABASE_ADMIN_URL")
     settings = Settings(
         app_env=app_env,
         secret_key=_read(env, "SECRET_KEY"),
@@ -222,7 +252,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_sla_days=_sla_days(env.get("TASK_SLA_DAYS")),
         audit_anchor_bucket=env.get("AUDIT_ANCHOR_BUCKET") or "audit-anchors",
         audit_anchor_lock_days=max(0, _int(env, "AUDIT_ANCHOR_LOCK_DAYS", 400)),
+        database_admin_url=normalise_database_url(admin_url) if admin_url else None,
+        backup_bucket=env.get("BACKUP_BUCKET") or "backups",
+        backup_encryption_key=_read(env, "BACKUP_ENCRYPTION_KEY"),
+        backup_retention_days=_int(env, "BACKUP_RETENTION_DAYS", 90),
+        backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26),
+        drill_sample_objects=max(0, _int(env, "DRILL_SAMPLE_OBJECTS", 20)),
+        pg_bin_dir=env.get("PG_BIN_DIR") or None,
+        retention_evidence_months=_int(env, "RETENTION_EVIDENCE_MONTHS", 36),
+        retention_audit_months=_int(env, "RETENTION_AUDIT_MONTHS", 36),
+        cold_bucket=env.get("COLD_BUCKET") or "cold-storage",
+        s3_sse=(env.get("S3_SSE") or "none").strip().lower(),
+        s3_sse_c_key=_read(env, "S3_SSE_C_KEY"),
+        s3_ca_bundle=env.get("S3_CA_BUNDLE") or None,
     )
+    if settings.s3_sse not in ("none", "s3", "c"):
+        raise ConfigError(f"S3_SSE must be none, s3 or c, got {settings.s3_sse!r}")
+    if settings.s3_sse == "c" and not settings.s3_sse_c_key:
+        raise ConfigError("S3_SSE=c needs S3_SSE_C_KEY (32 bytes, base64)")
+    for name, months in (("RETENTION_EVIDENCE_MONTHS", settings.retention_evidence_months),
+                         ("RETENTION_AUDIT_MONTHS", settings.retention_audit_months)):
+        if months < 1:
+            raise ConfigError(f"{name} must be at least 1 (months), got {months}")
+    if settings.backup_retention_days < 1:
+        raise ConfigError(f"BACKUP_RETENTION_DAYS must be at least 1, got {settings.backup_retention_days}")
     if settings.evidence_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
         raise ConfigError(f"EVIDENCE_LOCK_MODE must be GOVERNANCE or COMPLIANCE, got {settings.evidence_lock_mode!r}")
     if settings.probe_run_timeout_s < 1:
@@ -245,6 +298,8 @@ def check_production(settings: Settings) -> None:
         problems.append("S3_ACCESS_KEY is missing or a default credential")
     if (settings.s3_secret_key or "") in DEFAULT_S3_CREDENTIALS:
         problems.append("S3_SECRET_KEY is missing or a default credential")
+    if not settings.backup_encryption_key:
+        problems.append("BACKUP_ENCRYPTION_KEY is not set (backups could not be encrypted)")
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

@@ -12,7 +12,9 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.alerts.routes import bp as alerts_bp
     from blueprints.audit.routes import bp as audit_bp
     from blueprints.auth.routes import bp as auth_bp
+    from blueprints.backups.routes import bp as backups_bp
     from blueprints.bench_baseline.routes import bp as bench_baseline_bp
+    from blueprints.erasure.routes import bp as erasure_bp
     from blueprints.errors.routes import bp as errors_bp
     from blueprints.evidence.routes import bp as evidence_bp
     from blueprints.evidence_upload.routes import bp as evidence_upload_bp
@@ -22,6 +24,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.main.routes import bp as main_bp
     from blueprints.notifications.routes import bp as notifications_bp
     from blueprints.probes.routes import bp as probes_bp
+    from blueprints.retention.routes import bp as retention_bp
     from blueprints.tasks.routes import bp as tasks_bp
 
     request_context.init_app(app)
@@ -33,4 +36,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(alerts_bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(ai_systems_bp)
+    for bp in (backups_bp, retention_bp, erasure_bp):
+        app.register_blueprint(bp)
     access.init_app(app)

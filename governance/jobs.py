@@ -35,6 +35,11 @@ DELIVER_NOTIFICATIONS = f"{NAMESPACE}:deliver_notifications"
 PROCESS_ALERTS = f"{NAMESPACE}:process_alerts"
 AUDIT_ANCHOR = f"{NAMESPACE}:audit_anchor"
 AUDIT_VERIFY = f"{NAMESPACE}:audit_verify"
+BACKUP_FULL = f"{NAMESPACE}:backup_full"
+BACKUP_DIFF = f"{NAMESPACE}:backup_diff"
+RESTORE_DRILL = f"{NAMESPACE}:restore_drill"
+BACKUP_AGE_CHECK = f"{NAMESPACE}:backup_age_check"
+RETENTION = f"{NAMESPACE}:retention"
 RUN_PROBE = probe_runs.RUN_PROBE
 SCHEDULE_PROBES = probe_runs.SCHEDULE_PROBES
 
@@ -179,6 +184,47 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
 
         result = audit_chain.verify_now(database_url, session_factory, settings())
         (log.info if result.ok else log.error)("%s", result.summary())
+
+    # Data lifecycle (docs/operations.md). Backups share one lock, so a full and a diff never overlap;
+    # the full one also removes the backups older than the retention.
+    @app.periodic(cron="30 1 * * *")
+    @app.task(name=BACKUP_FULL, queueing_lock="backup_full", lock="backup", pass_context=False)
+    def backup_full(timestamp: int) -> None:
+        from governance.services import backups
+
+        backups.run_scheduled(settings(), "full")
+
+    @app.periodic(cron="45 * * * *")
+    @app.task(name=BACKUP_DIFF, queueing_lock="backup_diff", lock="backup", pass_context=False)
+    def backup_diff(timestamp: int) -> None:
+        from governance.services import backups
+
+        backups.run_scheduled(settings(), "diff")
+
+    # Monthly (and on demand from the backups page): restore the newest backup into a scratch
+    # database and check it.
+    @app.periodic(cron="0 4 1 * *")
+    @app.task(name=RESTORE_DRILL, queueing_lock="restore_drill", lock="restore_drill", pass_context=False)
+    def restore_drill(timestamp: int | None = None) -> None:
+        from governance.services import drills
+
+        drills.run_scheduled(settings())
+
+    # Every 15 minutes: alert when the last successful backup is older than BACKUP_MAX_AGE_HOURS.
+    @app.periodic(cron="*/15 * * * *")
+    @app.task(name=BACKUP_AGE_CHECK, queueing_lock="backup_age_check", pass_context=False)
+    def backup_age_check(timestamp: int) -> None:
+        from governance.services import drills
+
+        drills.check_backup_age_now(session_factory, settings())
+
+    # Daily: archive what is past its retention (never what a legal hold covers).
+    @app.periodic(cron="20 3 * * *")
+    @app.task(name=RETENTION, queueing_lock="retention", lock="retention", pass_context=False)
+    def retention(timestamp: int) -> None:
+        from governance.services import retention as retention_service
+
+        retention_service.run_scheduled(settings())
 
     return app
 

@@ -38,6 +38,7 @@ from governance.models.enums import (
 from governance.models.evidence import Evidence, EvidenceLink, EvidenceReview, EvidenceRevision
 from governance.models.frameworks import Control, Framework, Mapping
 from governance.models.identity import LoginAttempt, Permission, RecoveryCode, Role, User, UserSession
+from governance.models.lifecycle import AuditArchive, Backup, ErasureRequest, LegalHold, PersonKey, RestoreDrill
 from governance.models.notifications import Notification
 from governance.models.probes import Attestation, Check, CheckControl, Probe, ProbeRun, Result
 from governance.models.scoring import CurrentScore, Metric, Score
@@ -58,9 +59,11 @@ __all__ = [
     "AlertEvent",
     "AlertStatus",
     "Attestation",
+    "AuditArchive",
     "AuditChainHead",
     "AuditLog",
     "AuditOutcome",
+    "Backup",
     "Base",
     "CacheEntry",
     "CacheGeneration",
@@ -71,6 +74,7 @@ __all__ = [
     "ControlStatus",
     "CurrentScore",
     "Dataset",
+    "ErasureRequest",
     "Evidence",
     "EvidenceLink",
     "EvidenceReview",
@@ -79,16 +83,19 @@ __all__ = [
     "Framework",
     "FrameworkStatus",
     "ImpactAssessment",
+    "LegalHold",
     "LoginAttempt",
     "Mapping",
     "MappingRelationship",
     "Metric",
     "Notification",
     "Permission",
+    "PersonKey",
     "Probe",
     "ProbeRun",
     "ProbeStatus",
     "RecoveryCode",
+    "RestoreDrill",
     "Result",
     "ResultOutcome",
     "Role",

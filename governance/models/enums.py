@@ -156,6 +156,44 @@ class AssessmentStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
+class BackupKind(enum.StrEnum):
+    """A full backup holds everything; a diff holds the tables changed since its full one (docs/operations.md)."""
+
+    FULL = "full"
+    DIFF = "diff"
+
+
+class BackupStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # Removed from the backup bucket by the retention job (the row stays as history).
+    PRUNED = "pruned"
+
+
+class DrillStatus(enum.StrEnum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class HoldTarget(enum.StrEnum):
+    """What a legal hold is placed on; a hold on a framework covers its controls and their evidence."""
+
+    FRAMEWORK = "framework"
+    CONTROL = "control"
+    EVIDENCE = "evidence"
+
+
+class ErasureStatus(enum.StrEnum):
+    """A GDPR erasure request: asked for, decided by a second admin, then carried out once."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+
+
 # Python enum -> PostgreSQL type name. The migration creates exactly these types (and drops them on
 # downgrade); a test checks the two agree.
 PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
@@ -178,6 +216,11 @@ PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
     AIRiskClass: "ai_risk_class",
     AIModelApproval: "ai_model_approval",
     AssessmentStatus: "assessment_status",
+    BackupKind: "backup_kind",
+    BackupStatus: "backup_status",
+    DrillStatus: "drill_status",
+    HoldTarget: "hold_target",
+    ErasureStatus: "erasure_status",
 }
 
 

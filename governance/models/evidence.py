@@ -104,6 +104,8 @@ class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
     period_start: Mapped[date | None] = mapped_column(Date)
     period_end: Mapped[date | None] = mapped_column(Date)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when retention moved its objects to the cold bucket (bucket then names that bucket).
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     search: Mapped[str | None] = deferred(
         mapped_column(TSVECTOR, Computed(EVIDENCE_SEARCH_EXPR, persisted=True))
     )
@@ -160,6 +162,9 @@ class EvidenceRevision(UUIDPk, Timestamps, Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_comment: Mapped[str | None] = mapped_column(Text)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when retention moved this revision's object to the cold bucket: bucket and version_id
+    # then name the copy there.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     evidence: Mapped[Evidence] = relationship(back_populates="revisions")
     uploaded_by: Mapped[User | None] = relationship(foreign_keys=[uploaded_by_id])

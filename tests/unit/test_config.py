@@ -56,6 +56,7 @@ PRODUCTION_OK = {
     "S3_ENDPOINT": "minio.internal:9000",
     "S3_ACCESS_KEY": "governance-app",
     "S3_SECRET_KEY": "a-long-random-secret",
+    "BACKUP_ENCRYPTION_KEY": "x" * 44,
 }
 
 

@@ -156,6 +156,12 @@ SUPPORT_TABLES = {
     "ai_system_controls",  # AI inventory: controls that apply to a system (manual or by classification)
     "ai_classifications",  # AI inventory: versioned EU AI Act classifications
     "impact_assessments",  # AI inventory: versioned impact assessments and their approval
+    "backups",  # data lifecycle: encrypted backups (the bytes are in the backup bucket)
+    "restore_drills",  # data lifecycle: restores into a scratch database and their checks
+    "legal_holds",  # data lifecycle: holds that block archival and deletion
+    "audit_archives",  # data lifecycle: audit partitions exported to cold storage, then dropped
+    "erasure_requests",  # data lifecycle: GDPR erasure requests, approvals and receipts
+    "person_keys",  # data lifecycle: per-person keys sealing personal fields in audit entries
 }
 # Derived rows with times of their own (computed_at, changed_at), never updated_at.
 WITHOUT_UPDATED_AT = {"cache_generations", "cache_entries"}
