@@ -43,10 +43,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)
-    app.extensions["storage"] = Storage(
-        settings.s3_endpoint or "", settings.s3_access_key or "", settings.s3_secret_key or "",
-        bucket=settings.s3_evidence_bucket, secure=settings.s3_secure, region=settings.s3_region,
-    )
+    app.extensions["storage"] = Storage.from_settings(settings)
 
     from governance import jobs
 

@@ -17,7 +17,7 @@ from flask.cli import AppGroup
 from extensions import db
 from governance import context
 from governance.models.identity import User
-from governance.services import demo, partitions
+from governance.services import db_roles, demo, partitions
 
 partitions_cli = AppGroup("partitions", help="Monthly partitions of audit_logs and results.")
 demo_cli = AppGroup("demo", help="Demo data for a development instance.")
@@ -35,18 +35,21 @@ def _cli_context(command: str) -> context.ActionContext:
               help="How many months ahead of the current one to create.")
 def create_partitions(months: int) -> None:
     """Create the monthly partitions up to MONTHS ahead (idempotent)."""
-    with context.acting_as(_cli_context("partitions create")):
-        created = partitions.ensure_partitions(db.session, months_ahead=months)
-        db.session.commit()
+    # DDL: on the admin URL (DATABASE_ADMIN_URL), not the app's service role.
+    with context.acting_as(_cli_context("partitions create")), \
+            db_roles.admin_session(current_app.config["SETTINGS"]) as session:
+        created = partitions.ensure_partitions(session, months_ahead=months)
+        session.commit()
     click.echo(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
 
 
 @click.command("setup")
 def setup() -> None:
     """Prepare a migrated database and the object store: partitions ahead, evidence bucket."""
-    with context.acting_as(_cli_context("setup")):
-        created = partitions.ensure_partitions(db.session, months_ahead=3)
-        db.session.commit()
+    with context.acting_as(_cli_context("setup")), \
+            db_roles.admin_session(current_app.config["SETTINGS"]) as session:
+        created = partitions.ensure_partitions(session, months_ahead=3)
+        session.commit()
     current_app.extensions["storage"].ensure_bucket()
     click.echo(f"setup done ({len(created)} new partition(s); bucket ready)")
 
@@ -474,12 +477,14 @@ def grant_app_role_command(role: str) -> None:
 
     from governance.services import audit_chain
 
-    exists = db.session.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
-    if exists is None:
-        raise click.ClickException(f"no database role {role!r}")
-    with context.acting_as(_cli_context("audit grant-app-role")):
-        statements = audit_chain.grant_app_role(db.session, role)
-        db.session.commit()
+    # GRANTs need the tables' owner: the admin URL (`flask db roles` does this and more).
+    with context.acting_as(_cli_context("audit grant-app-role")), \
+            db_roles.admin_session(current_app.config["SETTINGS"]) as session:
+        exists = session.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+        if exists is None:
+            raise click.ClickException(f"no database role {role!r}")
+        statements = audit_chain.grant_app_role(session, role)
+        session.commit()
     click.echo("\n".join(statements))
 
 

@@ -60,6 +60,16 @@ def maintain_partitions_now(session_factory: Callable[[], Session], months_ahead
     return created
 
 
+def admin_session_factory(settings: Any) -> Callable[[], Session]:
+    """Sessions on settings.admin_database_url, for jobs that need DDL or owner rights
+    (docs/database-security.md). Unpooled: such jobs are rare and short."""
+    from sqlalchemy.orm import sessionmaker
+
+    from governance.services import db_roles
+
+    return sessionmaker(db_roles.admin_engine(settings))
+
+
 def evidence_freshness_now(session_factory: Callable[[], Session], settings: Any) -> evidence_freshness.SweepResult:
     """Expire lapsed evidence and warn owners of what lapses soon, then e-mail what is pending."""
     result = evidence_freshness.run_freshness(session_factory, settings, actor_name="job:evidence_freshness")
@@ -80,8 +90,7 @@ def process_alerts_now(session_factory: Callable[[], Session], settings: Any) ->
 
 
 def storage_from_settings(settings: Any) -> Storage:
-    return Storage(settings.s3_endpoint or "", settings.s3_access_key or "", settings.s3_secret_key or "",
-                   bucket=settings.s3_evidence_bucket, secure=settings.s3_secure, region=settings.s3_region)
+    return Storage.from_settings(settings)
 
 
 def build_app(database_url: str, session_factory: Callable[[], Session],
@@ -120,7 +129,8 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
     @app.periodic(cron="17 3 * * *")
     @app.task(name=MAINTAIN_PARTITIONS, queueing_lock="maintain_partitions", pass_context=False)
     def maintain_partitions(timestamp: int) -> None:
-        maintain_partitions_now(session_factory)
+        # Creating partitions is DDL: on the admin URL, never the service role's session.
+        maintain_partitions_now(admin_session_factory(settings()))
 
     # Just after midnight UTC, when the day's expiries (the end of their expiry day) have passed.
     @app.periodic(cron="5 0 * * *")
@@ -221,10 +231,10 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
     # Daily: archive what is past its retention (never what a legal hold covers).
     @app.periodic(cron="20 3 * * *")
     @app.task(name=RETENTION, queueing_lock="retention", lock="retention", pass_context=False)
-    def retention(timestamp: int) -> None:
-        from governance.services import retention as retention_service
+    def retention_job(timestamp: int) -> None:
+        from governance.services.retention import run_scheduled
 
-        retention_service.run_scheduled(settings())
+        run_scheduled(settings())
 
     return app
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from governance.services.partitions import PARTITIONED_TABLES
 
@@ -48,8 +50,16 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     )
 
 
+def _admin_url() -> str | None:
+    """DATABASE_ADMIN_URL when set: migrations run as the schema's owner, while the app's own
+    engine may be the least-privilege service role (docs/database-security.md)."""
+    settings = current_app.config.get("SETTINGS")
+    return getattr(settings, "database_admin_url", None) or None
+
+
 def get_engine_url() -> str:
-    return target_db.engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    url = _admin_url() or target_db.engine.url.render_as_string(hide_password=False)
+    return url.replace("%", "%%")
 
 
 config.set_main_option("sqlalchemy.url", get_engine_url())
@@ -89,12 +99,18 @@ def run_migrations_online() -> None:
     conf_args["compare_type"] = True
     conf_args.setdefault("include_name", include_name)
 
-    with target_db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-        with context.begin_transaction():
-            context.execute(EXPECTED_DDL)
-            context.execute(IMMEDIATE)
-            context.run_migrations()
+    admin_url = _admin_url()
+    engine = create_engine(admin_url, poolclass=NullPool) if admin_url else target_db.engine
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+            with context.begin_transaction():
+                context.execute(EXPECTED_DDL)
+                context.execute(IMMEDIATE)
+                context.run_migrations()
+    finally:
+        if admin_url:
+            engine.dispose()
 
 
 if context.is_offline_mode():

@@ -6,6 +6,13 @@ Either way the suite creates its own database, migrates it once, and drops it at
 S3: a SeaweedFS `weed mini` on free ports in a temporary directory; each test that asks for
 `storage` gets a bucket of its own.
 
+Roles (docs/database-security.md): the session database is migrated once as the superuser, the
+least-privilege roles are applied (governance.services.db_roles) and the session `app` runs as a
+login of its own that is a member of governance_service (dropped at the end): like production, it
+cannot alter the schema or the audit log. `test_settings.database_admin_url` is the superuser's URL
+of the same database; `admin_url`, `admin_engine` and `admin_db_session` are for tests that need
+DDL or owner rights.
+
 Isolation: `db_session` runs each test inside a transaction that is rolled back; a commit in the
 code under test releases a savepoint instead. Browser tests, whose server runs in another thread
 and must see committed rows, use `clean_database` instead, which truncates after the test.
@@ -29,7 +36,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from psycopg import sql
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import config
@@ -49,9 +57,12 @@ def _libpq(url: str) -> str:
 
 def _with_database(url: str, name: str) -> str:
     """The same server URL pointing at another database."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _as_login(url: str, user: str, password: str) -> str:
+    """The same server and database, logging in as another role."""
+    return make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +87,6 @@ def _create_database(admin_url: str, prefix: str) -> str:
 
 
 def _drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy.engine import make_url
-
     name = make_url(url).database
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -95,14 +104,49 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.S3S
         server.stop()
 
 
+def _migrate_and_apply_roles(settings: config.Settings) -> None:
+    """Migrate settings.database_url (as the superuser) and apply the least-privilege roles."""
+    from governance.services import db_roles
+
+    migrating = create_app(TEST_OVERRIDES, settings=settings)
+    with migrating.app_context():
+        flask_migrate.upgrade()
+        with db.engine.begin() as conn:
+            db_roles.apply(conn)
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def test_settings(pg_admin_url: str, s3_server: embedded.S3State,
+def service_login(pg_admin_url: str) -> Iterator[tuple[str, str]]:
+    """(name, password) of a LOGIN role in governance_service, for this test run only."""
+    from governance.services import db_roles
+
+    name, password = db_roles.random_login_name("gov_svc"), secrets.token_hex(16)
+    engine = create_engine(pg_admin_url)
+    with engine.begin() as conn:
+        # The group roles first (idempotent; normally created by apply() in the session database).
+        for statement in db_roles.group_role_statements():
+            conn.execute(text(statement))
+        db_roles.create_login(conn, name, "service", password=password)
+    try:
+        yield name, password
+    finally:
+        with engine.begin() as conn:
+            db_roles.drop_login(conn, name)
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_settings(pg_admin_url: str, s3_server: embedded.S3State, service_login: tuple[str, str],
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Settings]:
     url = _create_database(pg_admin_url, "gov_test")
     settings = config.Settings(
         app_env="test",
         secret_key=secrets.token_urlsafe(32),
-        database_url=url,
+        # The app runs as the service login; schema work uses the superuser's URL (admin_url).
+        database_url=_as_login(url, *service_login),
+        database_admin_url=url,
         s3_endpoint=s3_server.endpoint,
         s3_access_key=s3_server.access_key,
         s3_secret_key=s3_server.secret_key,
@@ -113,8 +157,11 @@ def test_settings(pg_admin_url: str, s3_server: embedded.S3State,
         mfa_required_roles=(),
     )
     try:
+        _migrate_and_apply_roles(dataclasses.replace(settings, database_url=url))
         yield settings
     finally:
+        for engine in _ADMIN_ENGINES.values():
+            engine.dispose()
         _drop_database(pg_admin_url, url)
 
 
@@ -122,10 +169,29 @@ TEST_OVERRIDES = {"TESTING": True}
 
 
 @pytest.fixture(scope="session")
+def admin_url(test_settings: config.Settings) -> str:
+    """The session database as the superuser (migrations, DDL, TRUNCATE, break-glass)."""
+    return test_settings.admin_database_url
+
+
+@pytest.fixture(scope="session")
+def admin_engine(admin_url: str) -> Engine:
+    return _admin_engine(admin_url)
+
+
+_ADMIN_ENGINES: dict[str, Engine] = {}
+
+
+def _admin_engine(url: str) -> Engine:
+    if url not in _ADMIN_ENGINES:
+        _ADMIN_ENGINES[url] = create_engine(url, pool_size=2)
+    return _ADMIN_ENGINES[url]
+
+
+@pytest.fixture(scope="session")
 def app(test_settings: config.Settings) -> Iterator[Flask]:
     application = create_app(TEST_OVERRIDES, settings=test_settings)
     with application.app_context():
-        flask_migrate.upgrade()
         application.extensions["storage"].ensure_bucket()
         yield application
         db.session.remove()
@@ -139,7 +205,10 @@ def app_factory(test_settings: config.Settings) -> Iterator[Callable[..., Flask]
     made: list[Flask] = []
 
     def make(database_url: str | None = None, **overrides: Any) -> Flask:
-        settings = dataclasses.replace(test_settings, database_url=database_url or test_settings.database_url)
+        # Another database (a scratch one, as the superuser) is its own admin database too.
+        settings = dataclasses.replace(
+            test_settings, database_url=database_url or test_settings.database_url,
+            database_admin_url=database_url or test_settings.database_admin_url)
         application = create_app({**TEST_OVERRIDES, **overrides}, settings=settings)
         made.append(application)
         return application
@@ -168,10 +237,25 @@ def app_for(app_factory: Callable[..., Flask]) -> Callable[[str], Flask]:
 
 @pytest.fixture
 def db_session(app: Flask) -> Iterator[scoped_session[Session]]:
-    """db.session inside a transaction rolled back after the test (commits become savepoints)."""
+    """db.session (the service login) inside a transaction rolled back after the test (commits
+    become savepoints)."""
+    with _rolled_back_session(db.engine) as session:
+        yield session
+
+
+@pytest.fixture
+def admin_db_session(app: Flask, admin_engine: Engine) -> Iterator[scoped_session[Session]]:
+    """Like db_session, but db.session is the superuser (the tables' owner's rights): for tests of
+    DDL, partitions, the break-glass role, TRUNCATE. The code under test runs with those rights."""
+    with _rolled_back_session(admin_engine) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def _rolled_back_session(engine: Engine) -> Iterator[scoped_session[Session]]:
     from flask_sqlalchemy.session import _app_ctx_id
 
-    connection: Connection = db.engine.connect()
+    connection: Connection = engine.connect()
     outer = connection.begin()
     # The test's transaction never commits: fire deferred triggers (the read cache's generation)
     # at the end of each statement instead, so what a test writes invalidates what it cached.
@@ -309,8 +393,9 @@ def storage(app: Flask, s3_server: embedded.S3State) -> Iterator[Storage]:
 
 
 def truncate_all(app: Flask) -> None:
-    """Empty every table but the reference data the migrations own."""
-    with app.app_context(), db.engine.begin() as conn:
+    """Empty every table but the reference data the migrations own (as the admin: the service
+    role may not TRUNCATE)."""
+    with app.app_context(), _admin_engine(app.config["SETTINGS"].admin_database_url).begin() as conn:
         # A forgotten open transaction would make TRUNCATE wait forever: fail loudly instead.
         conn.execute(text("SET LOCAL lock_timeout = '15s'"))
         names = [t.name for t in db.metadata.sorted_tables if t.name not in REFERENCE_TABLES]

@@ -40,9 +40,9 @@ def _libpq(url: str) -> str:
 
 @pytest.fixture
 def url(app: Flask, test_settings: config.Settings) -> str:
-    """The migrated session database's URL."""
-    assert test_settings.database_url
-    return test_settings.database_url
+    """The migrated session database's URL as the superuser (the app itself is the service login)."""
+    assert test_settings.admin_database_url
+    return test_settings.admin_database_url
 
 
 @pytest.fixture
@@ -280,7 +280,8 @@ def test_the_first_problem_is_named_when_there_are_several(superuser: psycopg.Co
     assert "deleted" in result.problem.reason
 
 
-def test_a_failed_verification_raises_the_critical_alert(db_session: DBSession) -> None:
+def test_a_failed_verification_raises_the_critical_alert(admin_db_session: DBSession) -> None:
+    db_session = admin_db_session  # session_replication_role needs a superuser
     entry = audit.record(db_session(), "test.alert", object_type="test")
     db_session.flush()
     db_session.execute(text("SET LOCAL session_replication_role = replica"))
@@ -411,11 +412,11 @@ def test_cli_verify_reports_rows_per_second_and_names_a_tampered_entry(app: Flas
 
 
 @pytest.fixture
-def app_role(app: Flask, url: str, clean_database: None) -> Iterator[str]:
+def app_role(app: Flask, url: str, clean_database: None, admin_engine: Any) -> Iterator[str]:
     """A LOGIN role granted the app's privileges with grant_app_role; its connection URL."""
     name = "app_" + uuid.uuid4().hex[:10]
     password = uuid.uuid4().hex
-    with db.engine.begin() as conn:
+    with admin_engine.begin() as conn:
         conn.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
         statements = audit_chain.grant_app_role(conn, name)
     assert any("GRANT SELECT, INSERT ON audit_logs" in s for s in statements)
@@ -423,7 +424,7 @@ def app_role(app: Flask, url: str, clean_database: None) -> Iterator[str]:
     try:
         yield role_url
     finally:
-        with db.engine.begin() as conn:
+        with admin_engine.begin() as conn:
             conn.execute(text(f"DROP OWNED BY {name}"))
             conn.execute(text(f"DROP ROLE {name}"))
 
@@ -478,8 +479,10 @@ def test_the_break_glass_role_may_change_the_log(superuser: psycopg.Connection[A
     assert superuser.execute("SELECT count(*) FROM audit_logs").fetchone() == (0,)
 
 
-def test_new_partitions_refuse_truncate_too(db_session: DBSession) -> None:
+def test_new_partitions_refuse_truncate_too(admin_db_session: DBSession) -> None:
     from datetime import date
+
+    db_session = admin_db_session  # creating partitions is DDL: the admin's
 
     from governance.services.partitions import ensure_partitions
 
@@ -501,8 +504,10 @@ def test_new_partitions_refuse_truncate_too(db_session: DBSession) -> None:
         db_session.execute(text("TRUNCATE audit_logs_p2298_05"))
 
 
-def test_rows_stranded_in_the_default_partition_move_with_their_hashes(db_session: DBSession) -> None:
+def test_rows_stranded_in_the_default_partition_move_with_their_hashes(admin_db_session: DBSession) -> None:
     from datetime import date
+
+    db_session = admin_db_session  # creating partitions is DDL: the admin's
 
     from governance.services.partitions import ensure_partitions
 

@@ -26,8 +26,8 @@ DBSession = scoped_session[Session]
 @pytest.fixture
 def conn(app: Flask, test_settings: config.Settings) -> Iterator[psycopg.Connection[Any]]:
     """A superuser connection (on the migrated database) whose transaction is rolled back."""
-    assert test_settings.database_url
-    connection = psycopg.connect(test_settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1))
+    admin_url = test_settings.admin_database_url  # the app's own URL is the service login
+    connection = psycopg.connect(admin_url.replace("postgresql+psycopg://", "postgresql://", 1))
     try:
         yield connection
     finally:
@@ -111,7 +111,8 @@ def test_expected_ddl_is_audited_without_an_alert(conn: psycopg.Connection[Any])
     assert _alerts(conn, "public.planned_table") == []
 
 
-def test_partition_maintenance_is_audited_without_an_alert(db_session: DBSession) -> None:
+def test_partition_maintenance_is_audited_without_an_alert(admin_db_session: DBSession) -> None:
+    db_session = admin_db_session  # DDL: the admin's
     created = ensure_partitions(db_session(), months_ahead=0, start=date(2296, 8, 1))
     assert created == ["audit_logs_p2296_08", "results_p2296_08"]
     for name in created:
@@ -128,7 +129,8 @@ def test_partition_maintenance_is_audited_without_an_alert(db_session: DBSession
     assert db_session.scalars(select(AlertEvent).where(AlertEvent.alert_id == alert.id)).all() == []
 
 
-def test_app_role_grants_are_audited_as_expected(db_session: DBSession) -> None:
+def test_app_role_grants_are_audited_as_expected(admin_db_session: DBSession) -> None:
+    db_session = admin_db_session  # CREATE ROLE and GRANT: the admin's
     role = "grants_" + uuid.uuid4().hex[:8]
     db_session.execute(text(f"CREATE ROLE {role} NOLOGIN"))
     audit_chain.grant_app_role(db_session(), role)

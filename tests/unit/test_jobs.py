@@ -30,10 +30,12 @@ def test_partition_maintenance_is_scheduled_daily(app) -> None:
     assert periodic.cron == "17 3 * * *"
 
 
-def test_a_worker_runs_the_maintenance_job_and_recreates_a_missing_partition(app, clean_database) -> None:
+def test_a_worker_runs_the_maintenance_job_and_recreates_a_missing_partition(app, clean_database,
+                                                                            admin_engine) -> None:
+    # The worker is the service login, which may not create tables: the job uses the admin URL.
     ahead = _add_months(date.today().replace(day=1), 3)
     name = f"audit_logs_p{ahead:%Y_%m}"
-    with db.engine.begin() as conn:
+    with admin_engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
     assert not _partition_exists(name)
 
@@ -56,5 +58,5 @@ def test_a_worker_runs_the_maintenance_job_and_recreates_a_missing_partition(app
             conn.execute(text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": job_id})
             conn.commit()
     finally:  # whatever happened, leave the partitions as the migration made them
-        with db.engine.begin() as conn:
+        with admin_engine.begin() as conn:
             partitions.ensure_partitions(Session(bind=conn), months_ahead=3)

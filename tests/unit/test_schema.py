@@ -455,7 +455,8 @@ def test_updated_at_moves_on_a_partitioned_table(db_session: DBSession) -> None:
 # --- Partitioning ------------------------------------------------------------------------------------
 
 
-def test_an_insert_far_in_the_future_lands_in_a_partition(db_session: DBSession) -> None:
+def test_an_insert_far_in_the_future_lands_in_a_partition(admin_db_session: DBSession) -> None:
+    db_session = admin_db_session  # creating partitions is DDL: the admin's
     far = datetime(2099, 7, 14, 12, 0, tzinfo=UTC)
     check = _check(db_session, _control(db_session, _framework(db_session)))
     entry = AuditLog(actor_name="system", action="probe.run", outcome=AuditOutcome.SUCCESS, created_at=far)
