@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from extensions import db
-from governance import authz
+from governance import authz, context
 from governance.models.audit import AuditLog
 from governance.models.enums import AuditOutcome
-from governance.services import alerts, audit
+from governance.services import alerts, audit, personal_data
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,7 +104,10 @@ def _denial_burst_alert(actor_id: Any, actor_name: str) -> None:
         return
     alerts.raise_alert(
         db.session, rule=DENIAL_ALERT_RULE, subject_type="user", subject_id=actor_id,
-        title=f"{recent} refused requests by {actor_name} within {settings.denial_alert_window_minutes} minutes",
+        # The title goes into the append-only audit log (alert.raise, task.create): a pseudonym, not
+        # the person's address (docs/erasure.md). details.actor_name names them on the alert's page.
+        title=(f"{recent} refused requests by {personal_data.pseudonym(actor_id)} within "
+               f"{settings.denial_alert_window_minutes} minutes"),
         severity=alerts.RULES[DENIAL_ALERT_RULE].severity,
         details={"actor_id": str(actor_id), "actor_name": actor_name, "denials": int(recent),
                  "window_minutes": settings.denial_alert_window_minutes},
@@ -122,7 +125,8 @@ def record_denial(response: Response) -> None:
                  "resource": resource, "action": action, "role": current_role_name()},
     )
     if entry.actor_id is not None:
-        _denial_burst_alert(entry.actor_id, entry.actor_name)
+        # The entry holds a pseudonym (personal data is sealed): the alert names the person.
+        _denial_burst_alert(entry.actor_id, context.current().actor_name)
     db.session.commit()
 
 

@@ -23,7 +23,7 @@ from blueprints.audit import filters as audit_filters
 from blueprints.web import render, wants_fragment
 from extensions import db
 from governance import context
-from governance.services import audit, csv_cells
+from governance.services import audit, csv_cells, personal_data
 from governance.services import audit_queries as queries
 
 bp = Blueprint("audit", __name__)
@@ -61,9 +61,13 @@ def index() -> Response:
         page = queries.list_page(db.session, parsed.filters, older_than=older, newer_than=newer,
                                  limit=PAGE_SIZE)
     args = parsed.link_args()
+    # Sealed personal data made readable: one statement for the keys of the page (none if no row is sealed).
+    shown = dict(zip((e.id for e in page.rows),
+                     personal_data.reveal(db.session, page.rows, tokens=page.sealed, with_details=False), strict=True))
     return render(
         "audit/index.html", block="audit", status=status, parsed=parsed, raw=parsed.raw, errors=parsed.errors,
-        page=page, outcomes=audit_filters.OUTCOMES, time_hint=audit_filters.TIME_HINT, cursor_error=cursor_error,
+        page=page, shown=shown, outcomes=audit_filters.OUTCOMES, time_hint=audit_filters.TIME_HINT,
+        cursor_error=cursor_error,
         paged=older is not None or newer is not None,
         newer_url=page.newer and url_for("audit.index", **args, newer=page.newer.encode()),
         older_url=page.older and url_for("audit.index", **args, older=page.older.encode()),
@@ -91,7 +95,9 @@ def entry(entry_id: uuid.UUID) -> Response:
     if found is None:
         abort(404)
     expanded = not (wants_fragment() and request.args.get("collapsed") == "1")
-    return render("audit/entry.html", block="entry", e=found, view=queries.entry_view(found), expanded=expanded)
+    [who] = personal_data.reveal(db.session, [found])
+    return render("audit/entry.html", block="entry", e=found, view=queries.entry_view(found, who), who=who,
+                  expanded=expanded)
 
 
 # --- the CSV export -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, load_only
 from governance.models.audit import AuditLog
 from governance.models.enums import AuditOutcome
 from governance.models.identity import User
+from governance.services import personal_data
 
 PAGE_SIZE = 50
 ACTOR_MATCH_LIMIT = 5  # users named when an actor filter is ambiguous
@@ -115,6 +116,9 @@ class Page:
     rows: list[AuditLog]
     newer: Cursor | None  # where the "newer" link continues from (None: this is the newest page)
     older: Cursor | None  # where the "older" link continues from (None: nothing older)
+    # details->>'sealed' of the rows that have it (the actor's sealed fields), by entry id: the list
+    # does not load details, and personal_data.reveal needs only these.
+    sealed: dict[uuid.UUID, str] = field(default_factory=dict)
 
 
 # --- filters --------------------------------------------------------------------------------------
@@ -187,8 +191,16 @@ def list_page(
 ) -> Page:
     """One page of entries, newest first: the newest ones, those just older than `older_than`, or
     those just newer than `newer_than` (fetched oldest first from there, then turned round).
-    One statement (limit + 1 rows: the extra one says whether the page has a neighbour)."""
-    stmt = _filtered(select(AuditLog).options(load_only(*LIST_COLUMNS, raiseload=True)), filters)
+    One statement (limit + 1 rows: the extra one says whether the page has a neighbour), which also
+    brings each row's sealed actor token (Page.sealed) for personal_data.reveal."""
+    page, sealed = _list_page(session, filters, older_than=older_than, newer_than=newer_than, limit=limit)
+    return Page(page.rows, page.newer, page.older, sealed)
+
+
+def _list_page(session: Session, filters: Filters, *, older_than: Cursor | None, newer_than: Cursor | None,
+               limit: int) -> tuple[Page, dict[uuid.UUID, str]]:
+    token = AuditLog.details[personal_data.SEALED_KEY].astext
+    stmt = _filtered(select(AuditLog, token).options(load_only(*LIST_COLUMNS, raiseload=True)), filters)
     key = tuple_(AuditLog.created_at, AuditLog.id)
     if newer_than is not None:
         stmt = stmt.where(key > tuple_(literal(newer_than.created_at), literal(newer_than.id)))
@@ -197,17 +209,19 @@ def list_page(
         if older_than is not None:
             stmt = stmt.where(key < tuple_(literal(older_than.created_at), literal(older_than.id)))
         stmt = stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-    rows = list(session.scalars(stmt.limit(limit + 1)))
+    fetched = list(session.execute(stmt.limit(limit + 1)).all())
+    sealed = {row.id: str(value) for row, value in fetched if personal_data.is_token(value)}
+    rows = [row for row, _value in fetched]
     more = len(rows) > limit
     rows = rows[:limit]
     if newer_than is not None:
         rows.reverse()
         # We came from an older page, so something older exists below this one.
-        return Page(rows, _key(rows[0]) if more and rows else None, _key(rows[-1]) if rows else newer_than)
+        return Page(rows, _key(rows[0]) if more and rows else None, _key(rows[-1]) if rows else newer_than), sealed
     newer = _key(rows[0]) if older_than is not None and rows else None
     if older_than is not None and not rows:
         newer = older_than  # past the end (the link was kept while entries were pruned): go back up
-    return Page(rows, newer, _key(rows[-1]) if more and rows else None)
+    return Page(rows, newer, _key(rows[-1]) if more and rows else None), sealed
 
 
 def get_entry(session: Session, entry_id: uuid.UUID, created_at: datetime | None = None) -> AuditLog | None:
@@ -286,12 +300,21 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def entry_view(entry: AuditLog) -> EntryView:
-    """What the expanded row shows. Columns come from the table itself, so ones added later (the
-    hash chain's seq and hash) show up too."""
-    fields = [(column.key, _shown(getattr(entry, column.key, None)))
+# The columns personal_data.reveal reads for people (a user actor's are sealed in details).
+_REVEALED = ("actor_name", "ip", "user_agent")
+
+
+def entry_view(entry: AuditLog, who: personal_data.Shown | None = None) -> EntryView:
+    """What the expanded row shows, with the personal fields as `who` (personal_data.reveal) reads
+    them. Columns come from the table itself, so ones added later (the hash chain's seq and hash)
+    show up too."""
+    fields = [(column.key, _shown(getattr(who, column.key) if who is not None and column.key in _REVEALED
+                                  else getattr(entry, column.key, None)))
               for column in AuditLog.__table__.columns if column.key != "details"]
-    details = dict(entry.details or {})
+    if who is not None and who.sealed:
+        fields.append(("personal data", "sealed; the person was erased (key destroyed)" if who.erased
+                       else "sealed under the person's key"))
+    details = dict(who.details if who is not None and who.details is not None else entry.details or {})
     has_diff = "before" in details or "after" in details
     before, after = details.pop("before", None), details.pop("after", None)
     flat = flatten(details) if details else {}
@@ -307,7 +330,9 @@ def export_rows(session: Session, filters: Filters, *, batch: int = EXPORT_BATCH
 
     One statement on a server-side cursor (stream_results): PostgreSQL hands over `batch` rows per
     fetch and nothing keeps them after they are yielded, so memory stays flat at any row count. The
-    details come as JSON text straight from PostgreSQL (no decode and re-encode here)."""
+    details come as JSON text straight from PostgreSQL; only rows that carry sealed personal data are
+    decoded, and written as people read them (personal_data.reveal: the keys of a batch in one
+    statement, for the people not met in earlier batches)."""
     table = AuditLog.__table__.columns
     chain = [func.encode(table[name], "hex") if name == "hash" else table[name] for name in CHAIN_COLUMNS]
     stmt = _filtered(
@@ -317,8 +342,49 @@ def export_rows(session: Session, filters: Filters, *, batch: int = EXPORT_BATCH
         filters,
     ).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
     result = session.execute(stmt, execution_options={"stream_results": True, "yield_per": batch})
+    ring = personal_data.KeyRing(session)
     try:
         for partition in result.partitions():
-            yield from partition
+            yield from _revealed(ring, partition)
     finally:
         result.close()
+
+
+@dataclass(frozen=True)
+class _ExportEntry:
+    """An export row with the attribute names personal_data reads."""
+
+    id: Any
+    actor_id: uuid.UUID | None
+    actor_name: str
+    object_type: str | None
+    object_id: str | None
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+
+
+def _revealed(ring: personal_data.KeyRing, rows: Sequence[Any]) -> list[Sequence[Any]]:
+    """The batch with sealed actor fields and details made readable (EXPORT_COLUMNS positions:
+    actor_name 3, ip 8, user_agent 9, details 11)."""
+    plan: list[tuple[int, _ExportEntry]] = []
+    for index, row in enumerate(rows):
+        if row[11] and personal_data.SEAL_PREFIX in row[11]:
+            plan.append((index, _ExportEntry(row[1], row[2], row[3], row[5], row[6], row[8], row[9],
+                                             json.loads(row[11]))))
+    if not plan:
+        return list(rows)
+    needed: set[uuid.UUID] = set()
+    for _index, entry in plan:
+        needed |= personal_data.needed_keys(entry, entry.details)
+    ring.load(needed)
+    out: list[Sequence[Any]] = list(rows)
+    for index, entry in plan:
+        token = entry.details.get(personal_data.SEALED_KEY)
+        who = personal_data.shown(ring, entry, token=token if personal_data.is_token(token) else None,
+                                  details=entry.details)
+        row = list(rows[index])
+        row[3], row[8], row[9] = who.actor_name, who.ip, who.user_agent
+        row[11] = json.dumps(who.details, ensure_ascii=False, separators=(", ", ": "))
+        out[index] = tuple(row)
+    return out

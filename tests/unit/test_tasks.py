@@ -226,6 +226,8 @@ def test_assign_and_update_are_audited_and_the_new_assignee_told(db_session, mak
         tasks.update(session, task.id, title="Rotate the API keys")  # nothing changed
     assert task.assignee_id == second.id and len(_notices(session, second)) == 1 and len(_notices(session, first)) == 1
     [assigned] = _entries(session, task, "task.assign")
+    # The officer's name, IP and user agent ride sealed beside the change (docs/erasure.md).
+    assert assigned.details.pop("sealed").startswith("sealed:v1:")
     assert assigned.details == {"before": {"assignee_id": str(first.id)}, "after": {"assignee_id": str(second.id)}}
     [updated] = _entries(session, task, "task.update")
     assert updated.details["after"] == {"title": "Rotate the API keys", "due_date": "2031-05-01", "priority": "low"}

@@ -328,6 +328,8 @@ def test_the_csv_export_streams_the_filtered_set_neutralised_and_is_audited(clie
     assert "High-risk without an approved impact assessment" in by_id[str(plain.id)][CSV_COLUMNS.index("flags")]
     assert by_id[str(evil.id)][categories] == "health; -1"
     [finished] = _entries("ai_system.export.finished")
+    # The exporter's name, IP and user agent ride sealed beside the figures (docs/erasure.md).
+    assert finished.details.pop("sealed").startswith("sealed:v1:")
     assert finished.details == {"rows": 2, "complete": True}
     assert finished.object_id == str(started.id) and finished.request_id == started.request_id
 
