@@ -245,6 +245,19 @@ def dev_secret_key(instance_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def dev_backup_key(instance_dir: Path) -> str:
+    """A random BACKUP_ENCRYPTION_KEY kept in instance/ (development only: `make run`'s nightly
+    backups then work out of the box; production must set its own, kept away from the backups)."""
+    import base64
+
+    path = instance_dir / "backup_key"
+    if not path.exists():
+        instance_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    return path.read_text().strip()
+
+
 def resolve(settings: config.Settings, *, stop_at_exit: bool = True) -> config.Settings:
     """Fill in what the environment left unset with the embedded services, starting them if needed.
 
@@ -268,6 +281,8 @@ def resolve(settings: config.Settings, *, stop_at_exit: bool = True) -> config.S
                        s3_secret_key=state.secret_key, s3_secure=False)
     if not settings.secret_key:
         changes["secret_key"] = dev_secret_key(instance_dir)
+    if not settings.backup_encryption_key:
+        changes["backup_encryption_key"] = dev_backup_key(instance_dir)
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
@@ -281,4 +296,5 @@ def environment_for(settings: config.Settings) -> dict[str, str]:
         "S3_SECRET_KEY": settings.s3_secret_key or "",
         "S3_SECURE": "true" if settings.s3_secure else "false",
         "SECRET_KEY": settings.secret_key,
+        "BACKUP_ENCRYPTION_KEY": settings.backup_encryption_key or "",
     }

@@ -46,6 +46,7 @@ SCHEMA_CHANGE = "schema.change"
 AUDIT_CHAIN = "audit.chain_broken"
 BACKUP_FAILED = "backup.failed"
 DRILL_FAILED = "backup.drill_failed"
+BACKUP_STALE = "backup.stale"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ RULES: dict[str, Rule] = {
                       "only a person (after investigating the tampering)"),
     BACKUP_FAILED: Rule("A backup failed", Severity.HIGH, "the next successful backup"),
     DRILL_FAILED: Rule("A restore drill failed", Severity.HIGH, "the next successful restore drill"),
+    BACKUP_STALE: Rule("No recent successful backup", Severity.HIGH,
+                       "the next successful backup (the age check, every 15 minutes)"),
 }
 
 SEVERITY_ORDER = {s: i for i, s in enumerate((Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL))}

@@ -59,7 +59,7 @@ def _acting(user: Any) -> Any:
 
 def test_every_rule_is_described() -> None:
     names = {alerts.CHECK_FAILING, alerts.EVIDENCE_EXPIRED, alerts.DENIAL_BURST, alerts.SCHEMA_CHANGE,
-             alerts.AUDIT_CHAIN, alerts.BACKUP_FAILED, alerts.DRILL_FAILED}
+             alerts.AUDIT_CHAIN, alerts.BACKUP_FAILED, alerts.DRILL_FAILED, alerts.BACKUP_STALE}
     assert set(alerts.RULES) == names
     assert alerts.DENIAL_BURST == "access.denied_burst" and alerts.DRILL_FAILED == "backup.drill_failed"
     for rule in alerts.RULES.values():
