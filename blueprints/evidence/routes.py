@@ -228,7 +228,7 @@ def download(evidence_id: uuid.UUID, number: int) -> Response:
     evidence = _evidence_or_404(evidence_id)
     revision = _revision_or_404(evidence, number)
     try:
-        chunks = _storage().open_stream(revision.object_key, revision.version_id)
+        chunks = _storage().open_stream(revision.object_key, revision.version_id, bucket=revision.bucket)
     except StorageError as exc:
         return _download_failure(evidence, revision, exc)
     headers = {

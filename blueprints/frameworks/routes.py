@@ -264,7 +264,12 @@ def update_control(control_id: uuid.UUID) -> Response:
 @requires("controls", "delete")
 def delete_control(control_id: uuid.UUID) -> Response:
     item = _control_or_404(control_id)
-    control_service.soft_delete_control(db.session, item)
+    try:
+        control_service.soft_delete_control(db.session, item)
+    except ControlError as exc:  # e.g. under a legal hold
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("frameworks.control", control_id=item.id), code=303)
     db.session.commit()
     return redirect(url_for("frameworks.framework", framework_id=item.framework_id, deleted=item.id), code=303)
 

@@ -232,6 +232,8 @@ class Anchor:
 class VerifyResult:
     rows: int = 0
     last_seq: int = 0
+    # Where the live chain starts: 1, or the seq after the newest vouched archive (docs/retention.md).
+    first_seq: int = 1
     seconds: float = 0.0
     problem: Problem | None = None
     head_problem: str | None = None
@@ -261,7 +263,8 @@ class VerifyResult:
         speed = f"{self.rows} entries in {self.seconds:.2f} s ({self.rows_per_second:,.0f} rows/s)"
         anchors = f"; {self.anchors_checked} anchor(s) checked" if self.anchors_checked else ""
         if self.ok:
-            return f"audit chain OK: {speed}, seq 1..{self.last_seq}{anchors}"
+            archived = f" (seq 1..{self.first_seq - 1} archived)" if self.first_seq > 1 else ""
+            return f"audit chain OK: {speed}, seq {self.first_seq}..{self.last_seq}{archived}{anchors}"
         return f"audit chain BROKEN after {speed}{anchors}: " + "; ".join(self.problems())
 
 
@@ -287,10 +290,11 @@ _CANONICAL_TEXT = (
     "actor_name::text", "action::text", "object_type::text", "object_id::text", "outcome::text", "ip::text",
     "user_agent::text", "request_id::text", "details::text",
 )
-# The first seq whose entry does not follow the one before it (or, first, the genesis).
+# The first seq whose entry does not follow the one before it (or, first, the checkpoint: seq 0
+# and the zeros, or the newest vouched archive's last seq and hash).
 _LINKS_SQL = (
-    "SELECT min(seq) FILTER (WHERE seq IS DISTINCT FROM coalesce(before_seq, 0) + 1"
-    " OR prev_hash IS DISTINCT FROM coalesce(before_hash, decode(repeat('00', 32), 'hex'))) FROM ("
+    "SELECT min(seq) FILTER (WHERE seq IS DISTINCT FROM coalesce(before_seq, %s) + 1"
+    " OR prev_hash IS DISTINCT FROM coalesce(before_hash, %s)) FROM ("
     " SELECT seq, prev_hash, lag(seq) OVER w AS before_seq, lag(hash) OVER w AS before_hash"
     " FROM audit_logs WINDOW w AS (ORDER BY seq)) links"
 )
@@ -315,14 +319,19 @@ def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = (
     total, last_seq, content_bad = conn.execute(
         f"SELECT count(*), max(seq), min(seq) FILTER (WHERE sha256(prev_hash || {canonical_sql(utf8)})"  # noqa: S608
         " IS DISTINCT FROM hash) FROM audit_logs").fetchone() or (0, None, None)
-    link_row = conn.execute(_LINKS_SQL).fetchone()
+    start_seq, start_hash, start_problem = _checkpoint(conn)
+    result.first_seq = start_seq + 1
+    link_row = conn.execute(_LINKS_SQL, (start_seq, start_hash)).fetchone()
     link_bad = link_row[0] if link_row else None
     flagged = [seq for seq in (content_bad, link_bad) if seq is not None]
-    if flagged:
+    if start_problem is not None:
+        result.problem = _first_entry_problem(conn, start_problem)
+        result.last_seq = result.rows = 0
+    elif flagged:
         first = min(flagged)
-        result.problem = _locate(conn, first)
-        result.rows = result.problem.seq - 1
-        result.last_seq = result.rows
+        result.problem = _locate(conn, first, start_seq, start_hash)
+        result.rows = max(0, result.problem.seq - 1 - start_seq)
+        result.last_seq = result.problem.seq - 1
     else:
         result.rows = int(total)
         result.last_seq = int(last_seq or 0)
@@ -334,14 +343,47 @@ def verify_chain(conn: psycopg.Connection[Any], *, anchors: Iterable[Anchor] = (
         result.head_problem = _check_head(conn, result.last_seq, bytes(last[0]) if last else ZERO_HASH)
     for anchor in anchors:
         result.anchors_checked += 1
-        result.anchor_problem = _check_anchor(conn, anchor)
+        result.anchor_problem = _check_anchor(conn, anchor, start_seq, start_hash)
         if result.anchor_problem is not None:
             break
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _locate(conn: psycopg.Connection[Any], seq: int) -> Problem:
+def _checkpoint(conn: psycopg.Connection[Any]) -> tuple[int, bytes, str | None]:
+    """(seq, hash) after which the live chain starts, and what is wrong with it. Dropped archives
+    (audit_archives) move the start to the newest one's (last_seq, last_hash), but only when a
+    chained `retention.audit_archived` entry of the live log vouches for exactly that pair: a row
+    of audit_archives alone proves nothing (anyone with write access could add or change one)."""
+    present = conn.execute("SELECT to_regclass('audit_archives') IS NOT NULL").fetchone()
+    if not present or not present[0]:
+        return 0, ZERO_HASH, None
+    row = conn.execute("SELECT last_seq, last_hash, partition_name FROM audit_archives WHERE dropped_at IS NOT NULL"
+                       " AND last_seq IS NOT NULL ORDER BY last_seq DESC LIMIT 1").fetchone()
+    if row is None:
+        return 0, ZERO_HASH, None
+    seq, digest, name = int(row[0]), bytes(row[1] or b""), row[2]
+    vouched = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM audit_logs WHERE action = 'retention.audit_archived'"
+        " AND object_type = 'audit_partition' AND details->>'last_seq' = %s AND details->>'last_hash' = %s)",
+        (str(seq), digest.hex())).fetchone()
+    if vouched and vouched[0]:
+        return seq, digest, None
+    return 0, ZERO_HASH, (f"audit_archives says the log up to seq {seq} was archived ({name}) with last hash "
+                          f"{digest.hex()[:16]}…, but no retention.audit_archived entry in the live log vouches "
+                          "for that seq and hash: the archive record was forged or changed, or its entry removed "
+                          "(a removed beginning)")
+
+
+def _first_entry_problem(conn: psycopg.Connection[Any], reason: str) -> Problem:
+    first = conn.execute("SELECT seq, id::text, (extract(epoch FROM created_at) * 1000000)::bigint FROM audit_logs "
+                         "ORDER BY seq LIMIT 1").fetchone()
+    if first is None:
+        return Problem(1, reason)
+    return Problem(int(first[0]), reason, first[1], _created(first[2]))
+
+
+def _locate(conn: psycopg.Connection[Any], seq: int, start_seq: int = 0, start_hash: bytes = ZERO_HASH) -> Problem:
     """Explain the first flagged entry, seq: read it, the entry before and the one after."""
     select = f"SELECT {CHAIN_SELECT} FROM audit_logs"  # noqa: S608
     with conn.cursor(binary=True) as cur:
@@ -353,8 +395,8 @@ def _locate(conn: psycopg.Connection[Any], seq: int) -> Problem:
         return Problem(seq, f"seq {seq} appears {len(here)} times (a duplicated or re-inserted entry)",
                        again[0], _created(again[2]))
     row = here[0]
-    expected_seq = before[1] + 1 if before is not None else 1
-    prev = before[14] if before is not None else ZERO_HASH
+    expected_seq = before[1] + 1 if before is not None else start_seq + 1
+    prev = before[14] if before is not None else start_hash
     found = _diagnose(row, expected_seq, prev, canonical_of_row(row), after)
     if found is not None:
         return found
@@ -406,8 +448,15 @@ def _check_head(conn: psycopg.Connection[Any], last_seq: int, last_hash: bytes) 
     return None
 
 
-def _check_anchor(conn: psycopg.Connection[Any], anchor: Anchor) -> Problem | None:
+def _check_anchor(conn: psycopg.Connection[Any], anchor: Anchor, start_seq: int = 0,
+                  start_hash: bytes = ZERO_HASH) -> Problem | None:
     if anchor.seq == 0:
+        return None
+    if anchor.seq <= start_seq:
+        # Archived: only the checkpoint's own hash is still known here.
+        if anchor.seq == start_seq and anchor.hash != start_hash:
+            return Problem(anchor.seq, f"rewrite detected: the archived checkpoint's hash differs from the anchor "
+                                       f"exported at {anchor.exported_at.isoformat()} ({anchor.key})")
         return None
     rows = conn.execute(
         "SELECT id::text, (extract(epoch FROM created_at) * 1000000)::bigint, hash FROM audit_logs WHERE seq = %s",

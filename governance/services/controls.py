@@ -17,7 +17,7 @@ from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from governance.models.frameworks import Control
-from governance.services import audit, scoring
+from governance.services import audit, legal_holds, scoring
 
 EDITABLE_FIELDS = ("title", "text", "assessable", "weight")
 MAX_WEIGHT = Decimal("999.999")  # numeric(6, 3)
@@ -111,6 +111,10 @@ def soft_delete_control(session: Session, control: Control) -> list[uuid.UUID]:
     if control.deleted_at is not None:
         raise ControlError(None, "This control is already deleted.")
     tree = _subtree_ids(control.id)
+    try:  # a legal hold on the control, a sub-control or the framework keeps them all (docs/retention.md)
+        legal_holds.refuse_if_held(session, "control", list(session.scalars(select(tree.c.id))))
+    except legal_holds.HoldError as exc:
+        raise ControlError(None, exc.message) from None
     rows = session.execute(
         update(Control)
         .where(Control.id.in_(select(tree.c.id)), Control.deleted_at.is_(None))
