@@ -158,6 +158,17 @@ MATRIX: dict[str, set[str]] = {
     "ai_systems.decide_assessment": {"admin", "compliance_officer"},
     # benchmark baseline
     "bench_baseline.layout_baseline": EVERYONE,
+    # backups and restore drills (blueprints/backups)
+    "backups.index": {"admin", "compliance_officer", "auditor"},
+    "backups.run_backup": ADMIN, "backups.run_drill": ADMIN,
+    # GDPR erasure requests (blueprints/erasure)
+    **{f"erasure.{e}": {"admin", "compliance_officer"} for e in ("index", "new", "detail", "receipt", "receipt_json")},
+    "erasure.decide": ADMIN, "erasure.execute": ADMIN,
+    # retention and legal holds (blueprints/retention)
+    "retention.index": {"admin", "compliance_officer", "auditor"},
+    "retention.panel": {"admin", "compliance_officer", "auditor"},
+    "retention.place_hold": {"admin", "compliance_officer"}, "retention.release_hold": {"admin", "compliance_officer"},
+    "retention.run_now": ADMIN,
 }
 
 # Endpoints that end the caller's own session go last, so the rest run signed in.
@@ -246,8 +257,13 @@ def test_every_refusal_is_audited_and_a_burst_raises_one_alert(app, client, logi
                                                        AuditLog.action == "access.denied")).all()
     assert len(denied) == settings.denial_alert_threshold + 2
     assert all(e.outcome == AuditOutcome.DENIED for e in denied)
-    assert denied[0].details == {"endpoint": "admin.users", "method": "GET", "path": "/admin/users",
-                                 "resource": "users", "action": "manage", "role": "engineer"}
+    # The engineer's name, IP and user agent are sealed under their person key (docs/erasure.md).
+    details = dict(denied[0].details)
+    assert details.pop("sealed").startswith("sealed:v1:")
+    assert details == {"endpoint": "admin.users", "method": "GET", "path": "/admin/users",
+                       "resource": "users", "action": "manage", "role": "engineer"}
+    # The alert names the person in plain text (alerts are not append-only: erasure rewrites them).
+    assert alert.details["actor_name"] == engineer.email
 
 
 def test_old_denials_outside_the_window_do_not_count(app, client, login_as, db_session) -> None:
