@@ -83,6 +83,22 @@ def _sla_days(raw: str | None) -> dict[str, int]:
     return days
 
 
+def _prepare_threshold(raw: str | None) -> int | None:
+    """DB_PREPARE_THRESHOLD: a whole number >= 0 (psycopg's default 5), or off/none (never prepare)."""
+    if raw is None or not raw.strip():
+        return 5
+    value = raw.strip().lower()
+    if value in ("off", "none"):
+        return None
+    try:
+        threshold = int(value)
+    except ValueError as exc:
+        raise ConfigError(f"DB_PREPARE_THRESHOLD must be a whole number or off, got {raw!r}") from exc
+    if threshold < 0:
+        raise ConfigError(f"DB_PREPARE_THRESHOLD cannot be negative, got {threshold}")
+    return threshold
+
+
 def normalise_database_url(url: str) -> str:
     """We always talk psycopg 3: accept the common postgres:// spellings and rewrite them."""
     for prefix in ("postgres://", "postgresql://"):
@@ -109,6 +125,9 @@ class Settings:
     db_pool_recycle: int = 1800
     db_pool_pre_ping: bool = True
     db_statement_timeout_ms: int = 30000
+    # psycopg prepares a statement on the server after this many executions on a connection (0: at
+    # once; None: never, for a PgBouncer in transaction mode before 1.21). docs/operations.md.
+    db_prepare_threshold: int | None = 5
     log_level: str = "INFO"
     # Identity and access (docs/security.md)
     session_idle_minutes: int = 30
@@ -220,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800),
         db_pool_pre_ping=_bool(env, "DB_POOL_PRE_PING", True),
         db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30000),
+        db_prepare_threshold=_prepare_threshold(env.get("DB_PREPARE_THRESHOLD")),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
         session_max_hours=_int(env, "SESSION_MAX_HOURS", 8),
@@ -317,7 +337,8 @@ def flask_config(settings: Settings) -> dict[str, object]:
             "pool_timeout": settings.db_pool_timeout,
             "pool_recycle": settings.db_pool_recycle,
             "pool_pre_ping": settings.db_pool_pre_ping,
-            "connect_args": {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"},
+            "connect_args": {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+                             "prepare_threshold": settings.db_prepare_threshold},
         },
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         # "__Host-" makes browsers insist on Secure, Path=/ and no Domain (no subdomain can set it).

@@ -1,4 +1,5 @@
-"""Commands added to Flask-Migrate's `flask db` group: `flask db roles` (docs/database-security.md)."""
+"""Commands added to Flask-Migrate's `flask db` group: `flask db roles` (docs/database-security.md) and
+`flask db slow-queries` (docs/operations.md, "Query performance")."""
 
 from __future__ import annotations
 
@@ -64,7 +65,35 @@ def roles_command(print_sql: bool, login: str | None, kind: str | None, password
         click.echo(f"-- password of {login} (shown once): {secret}", err=True)
 
 
+@click.command("slow-queries")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many statements.")
+@click.option("--order", default="total", show_default=True, type=click.Choice(["total", "mean", "calls"]),
+              help="Most total execution time, highest mean time, or most calls first.")
+@click.option("--width", default=120, show_default=True, type=click.IntRange(min=20),
+              help="Trim each statement's text to this many characters.")
+def slow_queries_command(limit: int, order: str, width: int) -> None:
+    """The costliest statements of this database from pg_stat_statements (on DATABASE_ADMIN_URL, which
+    sees every role's statement text): for the periodic plan review in docs/operations.md."""
+    from governance.services import db_roles, slow_queries
+
+    engine = db_roles.admin_engine(current_app.config["SETTINGS"])
+    try:
+        with engine.connect() as conn:
+            found = slow_queries.costliest(conn, limit=limit, order=order, width=width)
+    except slow_queries.NotAvailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if not found:
+        click.echo("no statements recorded yet (pg_stat_statements was reset or the database is idle)")
+        return
+    for line in slow_queries.format_table(found):
+        click.echo(line)
+
+
 def register_db_commands(group: click.Group) -> None:
     """Add our commands to the `db` group (once: the group is a module-level object)."""
     if "roles" not in group.commands:
         group.add_command(roles_command)
+    if "slow-queries" not in group.commands:
+        group.add_command(slow_queries_command)
