@@ -24,6 +24,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.main.routes import bp as main_bp
     from blueprints.notifications.routes import bp as notifications_bp
     from blueprints.probes.routes import bp as probes_bp
+    from blueprints.reports.routes import bp as reports_bp
     from blueprints.retention.routes import bp as retention_bp
     from blueprints.tasks.routes import bp as tasks_bp
 
@@ -36,6 +37,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(alerts_bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(ai_systems_bp)
-    for bp in (backups_bp, retention_bp, erasure_bp):
+    for bp in (backups_bp, retention_bp, erasure_bp, reports_bp):
         app.register_blueprint(bp)
     access.init_app(app)

@@ -228,6 +228,14 @@ def build_app(database_url: str, session_factory: Callable[[], Session],
 
         drills.check_backup_age_now(session_factory, settings())
 
+    # Reports (docs/reports.md): deferred by reports.service.request_report with the report row.
+    @app.task(name=f"{NAMESPACE}:render_report", queue="reports", pass_context=False)
+    def render_report(report_id: str) -> None:
+        from governance.services.reports import service as reports
+
+        with context.acting_as(context.ActionContext(actor_name="job:render_report")):
+            reports.execute_report(session_factory, object_store(), uuid.UUID(report_id))
+
     # Daily: archive what is past its retention (never what a legal hold covers).
     @app.periodic(cron="20 3 * * *")
     @app.task(name=RETENTION, queueing_lock="retention", lock="retention", pass_context=False)

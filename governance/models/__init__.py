@@ -41,6 +41,7 @@ from governance.models.identity import LoginAttempt, Permission, RecoveryCode, R
 from governance.models.lifecycle import AuditArchive, Backup, ErasureRequest, LegalHold, PersonKey, RestoreDrill
 from governance.models.notifications import Notification
 from governance.models.probes import Attestation, Check, CheckControl, Probe, ProbeRun, Result
+from governance.models.reports import Report, ReportFormat, ReportScope, ReportStatus
 from governance.models.scoring import CurrentScore, Metric, Score
 from governance.models.soft_delete import INCLUDE_DELETED, install_soft_delete_filter
 from governance.models.tasks import Task
@@ -95,6 +96,10 @@ __all__ = [
     "ProbeRun",
     "ProbeStatus",
     "RecoveryCode",
+    "Report",
+    "ReportFormat",
+    "ReportScope",
+    "ReportStatus",
     "RestoreDrill",
     "Result",
     "ResultOutcome",

@@ -25,11 +25,14 @@ from sqlalchemy.orm import Session
 from governance.models.cache import CacheEntry, CacheGeneration
 
 DASHBOARD = "dashboard"
+REPORTS = "reports"  # statements of applicability (governance.services.reports.soa; migration 0015)
 
 # scope -> the tables whose writes invalidate it (the migration installs a trigger on each).
 SOURCES: dict[str, frozenset[str]] = {
     DASHBOARD: frozenset({"frameworks", "controls", "evidence", "users", "tasks", "alerts", "current_scores",
                           "metrics", "probes", "checks", "check_controls"}),
+    REPORTS: frozenset({"frameworks", "controls", "evidence", "evidence_links", "users", "tasks", "alerts",
+                        "probes", "checks", "check_controls", "ai_systems", "ai_system_controls"}),
 }
 
 _entries = cast(Table, CacheEntry.__table__)

@@ -162,6 +162,7 @@ SUPPORT_TABLES = {
     "audit_archives",  # data lifecycle: audit partitions exported to cold storage, then dropped
     "erasure_requests",  # data lifecycle: GDPR erasure requests, approvals and receipts
     "person_keys",  # data lifecycle: per-person keys sealing personal fields in audit entries
+    "reports",  # reports: statements of applicability rendered by a job (PDF, CSV, OSCAL), hashed
 }
 # Derived rows with times of their own (computed_at, changed_at), never updated_at.
 WITHOUT_UPDATED_AT = {"cache_generations", "cache_entries"}

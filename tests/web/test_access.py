@@ -164,6 +164,9 @@ MATRIX: dict[str, set[str]] = {
     # GDPR erasure requests (blueprints/erasure)
     **{f"erasure.{e}": {"admin", "compliance_officer"} for e in ("index", "new", "detail", "receipt", "receipt_json")},
     "erasure.decide": ADMIN, "erasure.execute": ADMIN,
+    # reports (blueprints/reports): engineers read, the others also request
+    "reports.index": EVERYONE, "reports.download": EVERYONE,
+    "reports.create": {"admin", "compliance_officer", "auditor"},
     # retention and legal holds (blueprints/retention)
     "retention.index": {"admin", "compliance_officer", "auditor"},
     "retention.panel": {"admin", "compliance_officer", "auditor"},
