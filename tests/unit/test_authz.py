@@ -124,11 +124,11 @@ def test_the_policy_migration_removes_exactly_its_rows_on_downgrade(scratch_data
         try:
             with engine.begin() as conn:
                 conn.execute(text("INSERT INTO permissions (ptype, v0, v1, v2, v3) "
-                                  "VALUES ('p', 'engineer', 'reports', 'read', 'allow')"))
+                                  "VALUES ('p', 'engineer', 'site_notes', 'read', 'allow')"))
             flask_migrate.downgrade(revision="0003_identity")
             with engine.connect() as conn:
                 left = conn.execute(text("SELECT ptype, v0, v1, v2, v3 FROM permissions")).all()
-            assert [tuple(r) for r in left] == [("p", "engineer", "reports", "read", "allow")]
+            assert [tuple(r) for r in left] == [("p", "engineer", "site_notes", "read", "allow")]
             flask_migrate.upgrade()
         finally:
             engine.dispose()
