@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast check lint typecheck browser-deps stop
+.PHONY: install run test test-fast check lint typecheck browser-deps stop bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ typecheck: $(STAMP)
 ## Debian's Chromium for the Playwright tests (never a browser download).
 browser-deps:
 	@test -x $(CHROMIUM) || scripts/install-chromium.sh
+
+## The scale benchmark (bench/run.py): `make bench SIZE=S|M|L [BENCH_ARGS=--prepared-compare]`.
+SIZE ?= S
+bench: $(STAMP)
+	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 ## Stop embedded services left running by an interrupted command.
 stop: $(STAMP)

@@ -113,14 +113,15 @@ def create_user(stack: Stack, email: str, role: str, password: str) -> None:
     flask_cli(stack, "users", "create", "--email", email, "--role", role, stdin=password + "\n")
 
 
-def serve(stack: Stack, *, workers: int, timeout: int = 60) -> tuple[subprocess.Popen[bytes], int]:
+def serve(stack: Stack, *, workers: int, timeout: int = 60, app_spec: str = "app:create_app()",
+          extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """gunicorn on a free port (no control socket: several may run at once); returns it and its port
     once /healthz answers."""
     port = embedded.free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--timeout", str(timeout), "--no-control-socket", "app:create_app()"],
-        env=stack.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--timeout", str(timeout), "--no-control-socket", *extra_args, app_spec],
+        env={**stack.env, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     browser = Browser(port)
     for _ in range(600):

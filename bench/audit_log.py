@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -112,6 +113,7 @@ def _copy_chained(conn: Any, total: int, spans: list[tuple[datetime, datetime]],
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     agent = "Mozilla/5.0 (bench)"
     g = 0
+    ids = random.Random(total)  # seeded entry ids: the same log for the same size
     per_month = total // len(spans)
     for m, (start, end) in enumerate(spans):
         n = per_month if m < len(spans) - 1 else total - g
@@ -123,7 +125,7 @@ def _copy_chained(conn: Any, total: int, spans: list[tuple[datetime, datetime]],
                 actor_id, actor_name, action, object_type, object_id, outcome, ip, request_id, details = _fields(
                     g, actor_ids, actor_emails)
                 seq += 1
-                entry_id = str(uuid.uuid4())
+                entry_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
                 created_us = first_us + i * step
                 details_text = chain.jsonb_text(details)
                 digest = chain.entry_hash(prev, chain.canonical_bytes(
