@@ -32,12 +32,21 @@ target_db = current_app.extensions["migrate"].db
 _PARENTS = "|".join(re.escape(name) for name in PARTITIONED_TABLES)
 PARTITION_CHILD = re.compile(rf"^(?:{_PARENTS})_(?:p\d{{4}}_\d{{2}}|default)$")
 # A migration's DDL is expected: the schema-change event trigger (migration 0011, docs/audit.md)
-# audits it without raising an alert. Transaction-local, so it never outlives the migration.
-EXPECTED_DDL = "SET LOCAL governance.expected_ddl = 'migration'"
+# audits it without raising an alert. Set for the migration connection's session, not its
+# transaction: a migration's autocommit_block() (0005) commits and begins a new transaction, and
+# every later migration's DDL would otherwise raise a "schema change outside a migration" alert.
+# RESET when the migrations end (the connection may go back to the app's pool).
+EXPECTED_DDL = "SET governance.expected_ddl = 'migration'"
+EXPECTED_DDL_RESET = "RESET governance.expected_ddl"
 # Deferred trigger events (the audit chain's head move, the read cache's bumps) pending on a table
 # make PostgreSQL refuse a later ALTER / TRUNCATE of it in the same transaction; the schema-change
 # trigger writes audit entries during the migration, so fire such events per statement here.
 IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
+
+
+def _after_each_migration(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    """SET CONSTRAINTS is transaction-local: again after each step (one may have begun a new one)."""
+    ctx.connection.exec_driver_sql(IMMEDIATE)
 # Tables (and their indexes) that other tools create and migrate themselves.
 FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
 
@@ -103,11 +112,18 @@ def run_migrations_online() -> None:
     engine = create_engine(admin_url, poolclass=NullPool) if admin_url else target_db.engine
     try:
         with engine.connect() as connection:
+            conf_args.setdefault("on_version_apply", _after_each_migration)
             context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-            with context.begin_transaction():
-                context.execute(EXPECTED_DDL)
-                context.execute(IMMEDIATE)
-                context.run_migrations()
+            connection.exec_driver_sql(EXPECTED_DDL)
+            connection.commit()
+            try:
+                with context.begin_transaction():
+                    context.execute(IMMEDIATE)
+                    context.run_migrations()
+            finally:
+                connection.rollback()
+                connection.exec_driver_sql(EXPECTED_DDL_RESET)
+                connection.commit()
     finally:
         if admin_url:
             engine.dispose()

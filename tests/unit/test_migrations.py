@@ -180,6 +180,18 @@ def test_upgrade_empty_database_no_drift_downgrade_and_upgrade_again(
         flask_migrate.upgrade()
         _check_no_drift()
         first = _catalog(scratch_database_url)
+        # Every migration's DDL, also after 0005's autocommit block, is audited as expected: a fresh
+        # install starts without a single "schema change outside a migration" alert.
+        with db.engine.connect() as conn:
+            expected = dict(conn.execute(text(
+                "SELECT (details->>'expected')::boolean, count(*) FROM audit_logs"
+                " WHERE action = 'schema.change' GROUP BY 1")).all())
+            alerts = conn.execute(text("SELECT count(*) FROM alerts WHERE rule = 'schema.change'")).scalar_one()
+            # ... and the setting does not outlive the migrations on the connection.
+            leftover = conn.execute(text("SELECT current_setting('governance.expected_ddl', true)")).scalar()
+        assert expected.get(True, 0) > 100 and expected.get(False, 0) == 0, expected
+        assert alerts == 0
+        assert not leftover
 
         flask_migrate.downgrade(revision="base")
         assert _leftovers(scratch_database_url) == {"tables": [], "types": [], "functions": []}
