@@ -10,6 +10,10 @@ two positions would never match, so "admin may do everything" is written out rul
 migration. The effect is allow-unless-denied, so a `deny` rule (nobody updates or deletes
 audit_log entries) wins over any allow added later.
 
+Decisions are memoised per (role, resource, action) for the policy they were made under (casbin
+compiles its matcher on every enforce: ten nav checks a page cost more than the page's own work);
+the memo is dropped whenever the rules are reloaded or changed.
+
 Freshness across workers: every worker compares a fingerprint of the table (one aggregate
 statement) at the start of each checked request and reloads the rules when it changed, so a rule
 changed through one worker is seen by all workers on their next request.
@@ -76,6 +80,7 @@ class Authorizer:
         self._lock = threading.Lock()
         self._enforcer: casbin.FastEnforcer | None = None
         self._fingerprint: tuple[Any, ...] | None = None
+        self._decisions: dict[tuple[str, str, str], bool] = {}
 
     @property
     def enforcer(self) -> casbin.FastEnforcer:
@@ -96,24 +101,34 @@ class Authorizer:
         with self._lock:
             self._enforcer = fresh
             self._fingerprint = current
+            self._decisions = {}
         return True
 
     def can(self, role_name: str | None, resource: str, action: str) -> bool:
         if not role_name:
             return False
+        key = (role_name, resource, action)
+        decided = self._decisions.get(key)
+        if decided is not None:
+            return decided
         enforcer = self.enforcer
         with self._lock:
-            return bool(enforcer.enforce(role_name, resource, action))
+            decided = bool(enforcer.enforce(role_name, resource, action))
+            if enforcer is self._enforcer:  # not reloaded meanwhile
+                self._decisions[key] = decided
+            return decided
 
     def add_rule(self, role_name: str, resource: str, action: str, effect: str = "allow") -> bool:
         """Persist one rule through the adapter (commits) and apply it to this worker's policy."""
         enforcer = self.enforcer
         with self._lock:
+            self._decisions = {}
             return bool(enforcer.add_policy(role_name, resource, action, effect))
 
     def remove_rule(self, role_name: str, resource: str, action: str, effect: str = "allow") -> bool:
         enforcer = self.enforcer
         with self._lock:
+            self._decisions = {}
             return bool(enforcer.remove_policy(role_name, resource, action, effect))
 
 

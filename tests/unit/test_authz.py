@@ -80,6 +80,27 @@ def test_an_explicit_deny_beats_an_allow_added_later(authorizer) -> None:
         authorizer.remove_rule("admin", "audit_log", "delete", "allow")
 
 
+def test_decisions_are_remembered_until_the_rules_change(authorizer) -> None:
+    """casbin compiles its matcher on every enforce: a decision is made once per policy."""
+    enforcer = authorizer.enforcer
+    asked: list[tuple[str, ...]] = []
+    original = enforcer.enforce
+    enforcer.enforce = lambda *request: asked.append(request) or original(*request)
+    try:
+        assert [authorizer.can("engineer", "users", "manage") for _ in range(3)] == [False] * 3
+        assert asked == [("engineer", "users", "manage")]
+        assert authorizer.add_rule("engineer", "users", "manage")
+        try:
+            assert authorizer.can("engineer", "users", "manage") is True
+            assert len(asked) == 2
+        finally:
+            authorizer.remove_rule("engineer", "users", "manage")
+        assert authorizer.can("engineer", "users", "manage") is False
+        assert len(asked) == 3
+    finally:
+        del enforcer.enforce
+
+
 def test_a_rule_added_through_one_worker_is_seen_by_another_on_its_next_request(
     app, app_factory, client, csrf_token, make_user, db_session
 ) -> None:
