@@ -51,6 +51,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
         app.extensions["jobs"] = jobs.build_app(settings.database_url or "", sessionmaker(db.engine), app.config,
                                                 storage=lambda: app.extensions["storage"])
 
+    if settings.db_commit_read_only:
+        _commit_read_only_requests(app)
+
     from blueprints import register_blueprints
 
     register_blueprints(app)
@@ -59,3 +62,25 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: config.S
 
     register_cli(app)
     return app
+
+
+def _commit_read_only_requests(app: Flask) -> None:
+    """A request that only read ends with COMMIT (its prepared statements outlive it); anything
+    else is rolled back by Flask-SQLAlchemy's session removal, as before (governance.read_only)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from governance import read_only
+
+    with app.app_context():
+        read_only.install(db.engine)
+
+    @app.teardown_request
+    def commit_if_only_read(exc: BaseException | None) -> None:
+        if exc is not None:
+            return
+        session = db.session()
+        try:
+            read_only.commit_if_only_read(session)
+        except SQLAlchemyError:
+            app.logger.warning("ending a read-only transaction with COMMIT failed; rolled back", exc_info=True)
+            session.rollback()

@@ -128,6 +128,9 @@ class Settings:
     # psycopg prepares a statement on the server after this many executions on a connection (0: at
     # once; None: never, for a PgBouncer in transaction mode before 1.21). docs/operations.md.
     db_prepare_threshold: int | None = 5
+    # A request that only read ends its transaction with COMMIT, not ROLLBACK, so psycopg keeps its
+    # prepared statements (governance.read_only); false: always ROLLBACK.
+    db_commit_read_only: bool = True
     log_level: str = "INFO"
     # Identity and access (docs/security.md)
     session_idle_minutes: int = 30
@@ -155,6 +158,9 @@ class Settings:
     # Widgets are kept in the shared read cache until a write changes their data, and at most this
     # long (seconds) for what depends on the clock alone (overdue, expiring soon); 0 turns it off.
     dashboard_cache_seconds: int = 60
+    # The frameworks list's control counts and a framework page's first tree level are kept in the
+    # shared read cache until a control or framework changes, and at most this long; 0 turns it off.
+    catalog_cache_seconds: int = 3600
     # E-mail (notifications): nothing is sent while SMTP_HOST is empty.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -240,6 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_pre_ping=_bool(env, "DB_POOL_PRE_PING", True),
         db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30000),
         db_prepare_threshold=_prepare_threshold(env.get("DB_PREPARE_THRESHOLD")),
+        db_commit_read_only=_bool(env, "DB_COMMIT_READ_ONLY", True),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
         session_max_hours=_int(env, "SESSION_MAX_HOURS", 8),
@@ -261,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         evidence_expiry_notice_days=_int(env, "EVIDENCE_EXPIRY_NOTICE_DAYS", 14),
         dashboard_refresh_seconds=max(5, _int(env, "DASHBOARD_REFRESH_SECONDS", 30)),
         dashboard_cache_seconds=max(0, _int(env, "DASHBOARD_CACHE_SECONDS", 60)),
+        catalog_cache_seconds=max(0, _int(env, "CATALOG_CACHE_SECONDS", 3600)),
         smtp_host=env.get("SMTP_HOST") or None,
         smtp_port=_int(env, "SMTP_PORT", 587),
         smtp_username=_read(env, "SMTP_USERNAME"),

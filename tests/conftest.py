@@ -200,22 +200,25 @@ def app(test_settings: config.Settings) -> Iterator[Flask]:
 
 @pytest.fixture
 def app_factory(test_settings: config.Settings) -> Iterator[Callable[..., Flask]]:
-    """app_factory(database_url=None, **config): another app instance on the session's S3 and on
-    the session's database or the one given (e.g. for a live server thread, or a scratch database)."""
+    """app_factory(database_url=None, *, settings=None, **config): another app instance on the
+    session's S3 and on the session's database or the one given (e.g. for a live server thread, or a
+    scratch database), with `settings` (a dict of config.Settings fields) changed."""
     made: list[Flask] = []
 
-    def make(database_url: str | None = None, **overrides: Any) -> Flask:
+    def make(database_url: str | None = None, *, settings: dict[str, Any] | None = None,
+             **overrides: Any) -> Flask:
         # Another database (a scratch one, as the superuser) is its own admin database too.
-        settings = dataclasses.replace(
+        changed = dataclasses.replace(
             test_settings, database_url=database_url or test_settings.database_url,
-            database_admin_url=database_url or test_settings.database_admin_url)
-        application = create_app({**TEST_OVERRIDES, **overrides}, settings=settings)
+            database_admin_url=database_url or test_settings.database_admin_url, **(settings or {}))
+        application = create_app({**TEST_OVERRIDES, **overrides}, settings=changed)
         made.append(application)
         return application
 
     yield make
     for application in made:
         with application.app_context():
+            db.session.remove()
             db.engine.dispose()
 
 

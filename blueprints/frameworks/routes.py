@@ -8,10 +8,13 @@ statements whatever the size of the catalog (tests/web/test_framework_pages.py c
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -24,7 +27,7 @@ from extensions import db
 from governance.models.frameworks import Control, Framework
 from governance.services import catalog_queries as catalog
 from governance.services import controls as control_service
-from governance.services import evidence_queries
+from governance.services import evidence_queries, read_cache
 from governance.services import probes as probe_service
 from governance.services.controls import ControlError
 
@@ -66,6 +69,25 @@ def _float_arg(name: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None  # no NaN / infinity
 
 
+# --- the shared read cache (scope "catalog": invalidated by writes to frameworks and controls) ------
+
+COUNTS_KEY = "control_counts"
+
+
+def _catalog_cached(loaders: dict[str, Callable[[datetime], str]]) -> dict[str, str]:
+    """The values of `loaders`' keys from the read cache (one statement), computed and stored when
+    missing; what was stored is committed for the other viewers and workers."""
+    max_age = timedelta(seconds=current_app.config["SETTINGS"].catalog_cache_seconds)
+    values = read_cache.get_or_compute(db.session(), read_cache.CATALOG, loaders, max_age)
+    if max_age and any(not v.hit for v in values.values()):
+        db.session.commit()
+    return {key: v.value for key, v in values.items()}
+
+
+def _counts_loader(_now: datetime) -> str:
+    return json.dumps(catalog.control_counts(db.session), sort_keys=True)
+
+
 # --- the list and search ---------------------------------------------------------------------------
 
 
@@ -86,7 +108,8 @@ def index() -> Response:
     else:
         after_title, after_version = request.args.get("after_title"), request.args.get("after_version")
         list_after = (after_title, after_version) if after_title is not None and after_version is not None else None
-        rows, list_cursor = catalog.list_frameworks(db.session, after=list_after, limit=PAGE_SIZE)
+        counts = json.loads(_catalog_cached({COUNTS_KEY: _counts_loader})[COUNTS_KEY])
+        rows, list_cursor = catalog.list_frameworks(db.session, after=list_after, limit=PAGE_SIZE, counts=counts)
         context.update(
             frameworks=rows,
             next_url=list_cursor
@@ -122,14 +145,21 @@ def _deleted_control(framework: Framework) -> Control | None:
 @requires("frameworks", "read")
 def framework(framework_id: uuid.UUID) -> Response:
     fw = _framework_or_404(framework_id)
-    nodes, cursor = catalog.branch(db.session, fw.id, None, limit=BRANCH_PAGE_SIZE)
+    branch_id = f"controls-{fw.id}"
+
+    def first_level(_now: datetime) -> str:
+        nodes, cursor = catalog.branch(db.session, fw.id, None, limit=BRANCH_PAGE_SIZE)
+        return render_template("frameworks/_branch.html", framework=fw, parent=None, nodes=nodes,
+                               more_url=_more_url(fw.id, None, cursor), branch_id=branch_id)
+
+    # The tree's first level is the page's costly part at 1,000+ controls (rendering, not SQL): kept
+    # rendered in the shared cache with the control counts, both read in one statement.
+    cached = _catalog_cached({COUNTS_KEY: _counts_loader, f"tree:{fw.id}": first_level})
     return render(
         "frameworks/framework.html",
         framework=fw,
-        nodes=nodes,
-        more_url=_more_url(fw.id, None, cursor),
-        branch_id=f"controls-{fw.id}",
-        control_count=catalog.live_control_count(db.session, fw.id),
+        tree_html=Markup(cached[f"tree:{fw.id}"]),  # noqa: S704 (rendered by our own autoescaped template)
+        control_count=json.loads(cached[COUNTS_KEY]).get(str(fw.id), 0),
         coverage=catalog.coverage(db.session, fw.id),
         deleted=_deleted_control(fw),
     )

@@ -57,6 +57,13 @@ class Evidence(UUIDPk, Timestamps, SoftDelete, Base):
             "created_at",
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # The evidence list: live evidence newest first, keyset on (created_at, id) (read backwards).
+        Index(
+            "ix_evidence_live_created_at_id",
+            "created_at",
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         # The expiry sweep: approved evidence that will expire.
         Index(
             "ix_evidence_approved_expires_at",

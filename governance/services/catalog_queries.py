@@ -75,21 +75,39 @@ def _control_counts() -> Any:
     )
 
 
+def control_counts(session: Session) -> dict[str, int]:
+    """Every live framework's live control count (framework id as text -> count), one statement.
+    The frameworks list reads it from the shared read cache (scope "catalog") rather than per request."""
+    rows = session.execute(
+        select(Control.framework_id, func.count())
+        .where(Control.deleted_at.is_(None))
+        .group_by(Control.framework_id)
+    ).all()
+    return {str(framework_id): int(n) for framework_id, n in rows}
+
+
 def list_frameworks(
-    session: Session, *, after: tuple[str, str] | None = None, limit: int = 50
+    session: Session, *, after: tuple[str, str] | None = None, limit: int = 50,
+    counts: dict[str, int] | None = None,
 ) -> tuple[list[FrameworkRow], tuple[str, str] | None]:
-    """Live frameworks by (title, version) with their live control counts; keyset on (title, version)."""
-    counts = _control_counts()
+    """Live frameworks by (title, version) with their live control counts; keyset on (title, version).
+    `counts` (control_counts()'s mapping) spares the statement the count over every control."""
+    if counts is None:
+        sub = _control_counts()
+        stmt = select(Framework, func.coalesce(sub.c.n, 0)).outerjoin(sub, sub.c.framework_id == Framework.id)
+    else:
+        stmt = select(Framework)
     stmt = (
-        select(Framework, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.framework_id == Framework.id)
-        .where(Framework.deleted_at.is_(None))
+        stmt.where(Framework.deleted_at.is_(None))
         .order_by(Framework.title, Framework.version)
         .limit(limit + 1)
     )
     if after is not None:
         stmt = stmt.where(tuple_(Framework.title, Framework.version) > tuple_(literal(after[0]), literal(after[1])))
-    rows = [FrameworkRow(fw, int(n)) for fw, n in session.execute(stmt).all()]
+    if counts is None:
+        rows = [FrameworkRow(fw, int(n)) for fw, n in session.execute(stmt).all()]
+    else:
+        rows = [FrameworkRow(fw, counts.get(str(fw.id), 0)) for fw in session.scalars(stmt)]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = (rows[-1].framework.title, rows[-1].framework.version) if more and rows else None
@@ -220,13 +238,6 @@ def branch(
     nodes = nodes[:limit]
     cursor = (nodes[-1].control.sort_order, nodes[-1].control.ref_id) if more and nodes else None
     return nodes, cursor
-
-
-def live_control_count(session: Session, framework_id: uuid.UUID) -> int:
-    stmt = select(func.count()).select_from(Control).where(
-        Control.framework_id == framework_id, Control.deleted_at.is_(None)
-    )
-    return int(session.scalar(stmt) or 0)
 
 
 def ancestors(session: Session, control: Control) -> list[Control]:

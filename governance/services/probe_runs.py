@@ -49,7 +49,7 @@ from procrastinate.manager import JobManager
 from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from governance import probes
+from governance import probes, read_only
 from governance.models.enums import CheckStatus, ProbeStatus, ResultOutcome
 from governance.models.probes import Check, CheckControl, Probe, ProbeRun, Result
 from governance.services import alerts, audit, scoring
@@ -135,6 +135,7 @@ def _defer(session: Session, run: ProbeRun) -> int:
         task_kwargs={"run_id": str(run.id)},
     )
     deferred = JobManager(SyncPsycopgConnector()).defer_job(job, connection=psycopg_conn)
+    read_only.mark_written(session)  # the job row went in through the raw connection
     assert deferred.id is not None
     return deferred.id
 

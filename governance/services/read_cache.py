@@ -26,6 +26,7 @@ from governance.models.cache import CacheEntry, CacheGeneration
 
 DASHBOARD = "dashboard"
 REPORTS = "reports"  # statements of applicability (governance.services.reports.soa; migration 0015)
+CATALOG = "catalog"  # control counts per framework and the framework page's first tree level (migration 0016)
 
 # scope -> the tables whose writes invalidate it (the migration installs a trigger on each).
 SOURCES: dict[str, frozenset[str]] = {
@@ -33,6 +34,7 @@ SOURCES: dict[str, frozenset[str]] = {
                           "metrics", "probes", "checks", "check_controls"}),
     REPORTS: frozenset({"frameworks", "controls", "evidence", "evidence_links", "users", "tasks", "alerts",
                         "probes", "checks", "check_controls", "ai_systems", "ai_system_controls"}),
+    CATALOG: frozenset({"frameworks", "controls"}),
 }
 
 _entries = cast(Table, CacheEntry.__table__)

@@ -146,7 +146,7 @@ def test_owners_of_approved_evidence_expiring_soon_get_one_notice_per_expiry_dat
 
 def test_the_sweep_queries_use_the_partial_indexes(db_session) -> None:
     """EXPLAIN the statements the sweep really runs: approved evidence is found through
-    ix_evidence_approved_expires_at, in-review evidence through the live status index."""
+    ix_evidence_approved_expires_at, in-review evidence through a live-evidence index."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
@@ -166,7 +166,9 @@ def test_the_sweep_queries_use_the_partial_indexes(db_session) -> None:
     plans = ["\n".join(str(r[0]) for r in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
              for statement, parameters in captured]
     assert "ix_evidence_approved_expires_at" in plans[0]
-    assert "ix_evidence_live_status_created_at" in plans[1]
+    # In review: a live-evidence index (on an almost empty table the planner may prefer the list's
+    # (created_at, id) one to the status one; both are partial on deleted_at IS NULL), never a scan.
+    assert "ix_evidence_live_" in plans[1] and "Seq Scan on evidence" not in plans[1]
     assert "ix_evidence_approved_expires_at" in plans[2]
 
 

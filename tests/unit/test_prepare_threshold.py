@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from flask import Flask
 from sqlalchemy import text
 
 import config
-from app import create_app
 from extensions import db
 from tests.conftest import TEST_PASSWORD, IsolatedClient, _csrf_token
 
@@ -41,22 +39,10 @@ def test_a_bad_value_is_refused_by_name(raw: str) -> None:
 
 
 @pytest.fixture
-def app_with(test_settings: config.Settings, clean_database: None) -> Iterator[Any]:
+def app_with(app_factory: Callable[..., Flask], clean_database: None) -> Callable[[int | None], Flask]:
     """app_with(threshold): another app on the session database with that prepare threshold (rows it
     commits are truncated after the test)."""
-    made: list[Flask] = []
-
-    def make(threshold: int | None) -> Flask:
-        application = create_app({"TESTING": True},
-                                 settings=dataclasses.replace(test_settings, db_prepare_threshold=threshold))
-        made.append(application)
-        return application
-
-    yield make
-    for application in made:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    return lambda threshold: app_factory(settings={"db_prepare_threshold": threshold})
 
 
 def _signed_in_client(application: Flask) -> IsolatedClient:

@@ -54,18 +54,24 @@ def _add_frameworks(conn: Connection, n: int) -> None:
                      {"t": f"Cache {uuid.uuid4().hex[:8]}"})
 
 
-def test_the_triggers_watch_exactly_the_declared_source_tables(connect: Callable[[], Connection]) -> None:
-    rows = connect().execute(text(
+@pytest.mark.parametrize("scope", sorted(read_cache.SOURCES))
+def test_the_triggers_watch_exactly_the_declared_source_tables(connect: Callable[[], Connection],
+                                                               scope: str) -> None:
+    """Each scope's migration installed a deferred trigger and a TRUNCATE trigger on exactly the
+    tables read_cache.SOURCES declares for it, and its generation row exists."""
+    conn = connect()
+    rows = conn.execute(text(
         "SELECT t.tgrelid::regclass::text, t.tgconstraint <> 0, t.tgdeferrable, t.tginitdeferred, "
         "       (t.tgtype & 32) <> 0 AS truncate "
         "  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
         " WHERE p.proname = 'bump_cache_generation' AND NOT t.tgisinternal"
-        "   AND t.tgname LIKE '%\\_cache\\_dashboard%'")).all()
+        "   AND t.tgname LIKE :pattern"), {"pattern": f"%\\_cache\\_{scope}%"}).all()
     deferred = {table for table, constraint, deferrable, initially, truncate in rows
                 if constraint and deferrable and initially and not truncate}
     on_truncate = {table for table, constraint, _, _, truncate in rows if truncate and not constraint}
-    assert deferred == on_truncate == set(read_cache.SOURCES[DASHBOARD])
-    assert len(rows) == 2 * len(read_cache.SOURCES[DASHBOARD])
+    assert deferred == on_truncate == set(read_cache.SOURCES[scope])
+    assert len(rows) == 2 * len(read_cache.SOURCES[scope])
+    assert read_cache.generation(Session(bind=conn), scope) is not None
 
 
 def test_a_committed_write_moves_the_generation_once_however_many_rows(connect: Callable[[], Connection]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from blueprints.frameworks import routes as framework_routes
 from extensions import db
@@ -431,7 +431,14 @@ def test_framework_and_control_pages_run_a_bounded_number_of_statements(
     assert db.session.scalar(select(db.func.count()).where(Control.framework_id == big.id)) == 1220
 
     counts: dict[str, list[int]] = {}
+    assert client.get("/frameworks").status_code == 200  # the session's first request does more
     for fw, group, leaf in ((small, small_group, small_leaf), (big, big_group, big_leaf)):
+        # The framework page's first tree level and the control counts come from the shared read
+        # cache: a control write invalidates them, the next view computes and stores both.
+        db.session.execute(text("UPDATE controls SET title = title WHERE id = :id"), {"id": leaf})
+        with count_statements() as statements:
+            assert client.get(f"/frameworks/{fw.id}").status_code == 200
+        counts.setdefault("framework (cache computed)", []).append(len(statements))
         for label, url in (("framework", f"/frameworks/{fw.id}"), ("group", f"/controls/{group}"),
                            ("leaf", f"/controls/{leaf}"),
                            ("branch", f"/frameworks/{fw.id}/controls?parent={group}")):
@@ -444,5 +451,6 @@ def test_framework_and_control_pages_run_a_bounded_number_of_statements(
         assert few == many, (label, counts)
         # incl. the nav's two counts (unread notices; alerts and my tasks), the control's evidence and
         # its checks (one statement)
-        assert many <= 12, (label, counts)
+        # (computing the cache adds the branch and count queries, the upserts and their savepoint)
+        assert many <= (18 if "computed" in label else 12), (label, counts)
     print("statements per page (small, big):", counts)
