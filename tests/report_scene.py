@@ -1,12 +1,15 @@
 """A framework and an AI system with everything a statement of applicability shows: controls
 (one withdrawn), an owner, evidence (direct and linked), checks with results, an open alert and
-open tasks. Shared by tests/unit/test_reports*.py and tests/web/test_report_pages.py."""
+open tasks. Shared by tests/unit/test_reports*.py and tests/web/test_report_pages.py.
+
+The evidence was added and the checks' results recorded inside PERIOD (IN_PERIOD), so a report of
+PERIOD shows them (the period filters: docs/reports.md)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from governance.models import (
@@ -19,9 +22,13 @@ from governance.models import (
     EvidenceLink,
     Framework,
     Probe,
+    Result,
     ResultOutcome,
     Task,
 )
+
+PERIOD = (date(2026, 9, 1), date(2026, 11, 30))
+IN_PERIOD = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -52,10 +59,11 @@ def build(db_session: Any, make_user: Any, make_control: Any, make_evidence: Any
     evidence = make_evidence(owner, b"%PDF-1.4 policy\n", name="Policy document", control=controls[0])
     linked = make_evidence(owner, b"%PDF-1.4 access review\n", name="Access review")
     db_session.add(EvidenceLink(evidence_id=linked.id, control_id=controls[1].id))
+    evidence.created_at = linked.created_at = IN_PERIOD
     probe = Probe(name=f"report-probe-{uuid.uuid4().hex[:6]}", kind="attestation")
     db_session.add(probe)
     db_session.flush()
-    now = datetime.now(UTC)
+    now = IN_PERIOD
     checks = []
     for control, outcome in ((controls[0], ResultOutcome.COMPLIANT), (controls[1], ResultOutcome.NON_COMPLIANT)):
         check = Check(probe_id=probe.id, control_id=control.id, name=f"check {control.ref_id}",
@@ -63,6 +71,8 @@ def build(db_session: Any, make_user: Any, make_control: Any, make_evidence: Any
         db_session.add(check)
         db_session.flush()
         db_session.add(CheckControl(check_id=check.id, control_id=control.id))
+        db_session.add(Result(check_id=check.id, outcome=outcome, message=f"{outcome.value} observed",
+                              created_at=IN_PERIOD))
         checks.append(check)
     alert = Alert(rule="check_failing", title="Check RP-2 is failing", source_type="check",
                   source_id=str(checks[1].id))

@@ -17,6 +17,7 @@ from blueprints.reports.forms import ReportForm
 from blueprints.web import done, parse_uuid, render
 from extensions import db
 from governance.models.reports import Report, ReportFormat, ReportScope, ReportStatus
+from governance.services.notifications import Cursor
 from governance.services.reports import service, soa
 from governance.storage import StorageError
 
@@ -35,10 +36,22 @@ def _target_from_args() -> tuple[ReportScope, uuid.UUID] | None:
     return None
 
 
+def _after() -> tuple[Cursor | None, bool]:
+    """The list's `after` cursor (None when absent), and whether it was readable."""
+    raw = request.args.get("after", "")
+    if not raw:
+        return None, True
+    cursor = Cursor.decode(raw)
+    return cursor, cursor is not None
+
+
 def _context(form: ReportForm | None, target: tuple[ReportScope, uuid.UUID] | None,
-             **extra: Any) -> dict[str, Any]:
+             after: Cursor | None = None, **extra: Any) -> dict[str, Any]:
     scope, target_id = target if target is not None else (None, None)
-    reports = service.recent(db.session(), scope=scope, target_id=target_id)
+    page = service.recent(db.session(), scope=scope, target_id=target_id, after=after)
+    reports = page.items
+    target_args = {scope.value: str(target_id)} if scope is not None else {}
+    next_url = page.next_cursor and url_for("reports.index", **target_args, after=page.next_cursor.encode())
     preview = None
     if target is not None and form is not None:
         period = soa.default_period()
@@ -47,14 +60,21 @@ def _context(form: ReportForm | None, target: tuple[ReportScope, uuid.UUID] | No
         preview, hit = soa.cached(db.session(), target[0], target[1], period)
         if not hit:
             db.session.commit()  # keep the computed entry for the next reader (not domain data)
-    return {"form": form, "target": target, "preview": preview, "reports": reports,
-            "polling": any(r.status in ACTIVE for r in reports), **extra}
+    return {"form": form, "target": target, "preview": preview, "reports": reports, "next_url": next_url,
+            "paged": after is not None, "first_url": url_for("reports.index", **target_args),
+            "cursor_error": False, "polling": any(r.status in ACTIVE for r in reports), **extra}
 
 
 @bp.get("/")
 @requires("reports", "read")
 def index() -> Response:
     target = _target_from_args()
+    after, after_ok = _after()
+    if not after_ok:
+        target_args = {target[0].value: str(target[1])} if target is not None else {}
+        return render(PAGE, block="list", status=400, target=target, form=None, preview=None, reports=[],
+                      next_url=None, paged=True, cursor_error=True, polling=False, title=None,
+                      first_url=url_for("reports.index", **target_args))
     form = None
     if target is not None:
         try:
@@ -65,9 +85,9 @@ def index() -> Response:
             start, end = soa.default_period()
             form = ReportForm(formdata=None, scope=target[0].value, target=str(target[1]),
                               period_start=start, period_end=end)
-        return render(PAGE, block="list", **_context(form, target, title=title))
+        return render(PAGE, block="list", **_context(form, target, after, title=title))
     # An htmx request here is the list polling itself while a report is queued or running.
-    return render(PAGE, block="list", **_context(None, None, title=None))
+    return render(PAGE, block="list", **_context(None, None, after, title=None))
 
 
 @bp.post("/")

@@ -194,6 +194,26 @@ class ErasureStatus(enum.StrEnum):
     EXECUTED = "executed"
 
 
+class ReportScope(enum.StrEnum):
+    """What a report covers: one framework or one AI system (docs/reports.md)."""
+
+    FRAMEWORK = "framework"
+    AI_SYSTEM = "ai_system"
+
+
+class ReportFormat(enum.StrEnum):
+    PDF = "pdf"
+    CSV = "csv"
+    OSCAL = "oscal"
+
+
+class ReportStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 # Python enum -> PostgreSQL type name. The migration creates exactly these types (and drops them on
 # downgrade); a test checks the two agree.
 PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
@@ -221,6 +241,9 @@ PG_ENUM_NAMES: dict[type[enum.Enum], str] = {
     DrillStatus: "drill_status",
     HoldTarget: "hold_target",
     ErasureStatus: "erasure_status",
+    ReportScope: "report_scope",
+    ReportFormat: "report_format",
+    ReportStatus: "report_status",
 }
 
 

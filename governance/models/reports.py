@@ -8,48 +8,17 @@ can be checked against the portal later.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text
-from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from governance.models.base import Base, Timestamps, UUIDPk
+from governance.models.enums import ReportFormat, ReportScope, ReportStatus, pg_enum
 
-
-class ReportScope(enum.StrEnum):
-    FRAMEWORK = "framework"
-    AI_SYSTEM = "ai_system"
-
-
-class ReportFormat(enum.StrEnum):
-    PDF = "pdf"
-    CSV = "csv"
-    OSCAL = "oscal"
-
-
-class ReportStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-REPORT_ENUM_NAMES: dict[type[enum.Enum], str] = {
-    ReportScope: "report_scope",
-    ReportFormat: "report_format",
-    ReportStatus: "report_status",
-}
-
-
-def _enum(enum_cls: type[enum.Enum]) -> SAEnum:
-    # As governance.models.enums.pg_enum: the values are stored; the migration owns the type.
-    return SAEnum(enum_cls, name=REPORT_ENUM_NAMES[enum_cls],
-                  values_callable=lambda e: [m.value for m in e], validate_strings=True,
-                  create_constraint=False)
+__all__ = ["Report", "ReportFormat", "ReportScope", "ReportStatus"]
 
 
 class Report(UUIDPk, Timestamps, Base):
@@ -69,14 +38,14 @@ class Report(UUIDPk, Timestamps, Base):
                         "AND object_key IS NOT NULL AND size_bytes IS NOT NULL)", name="success_has_content"),
     )
 
-    scope: Mapped[ReportScope] = mapped_column(_enum(ReportScope), nullable=False)
+    scope: Mapped[ReportScope] = mapped_column(pg_enum(ReportScope), nullable=False)
     framework_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("frameworks.id", ondelete="RESTRICT"))
     ai_system_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("ai_systems.id", ondelete="RESTRICT"))
-    format: Mapped[ReportFormat] = mapped_column(_enum(ReportFormat), nullable=False)
+    format: Mapped[ReportFormat] = mapped_column(pg_enum(ReportFormat), nullable=False)
     status: Mapped[ReportStatus] = mapped_column(
-        _enum(ReportStatus), nullable=False, server_default=ReportStatus.QUEUED.value)
+        pg_enum(ReportStatus), nullable=False, server_default=ReportStatus.QUEUED.value)
     period_start: Mapped[date] = mapped_column(Date, nullable=False)
     period_end: Mapped[date] = mapped_column(Date, nullable=False)
     # The target's name when requested, so the list reads well without joins.

@@ -1,6 +1,7 @@
-"""The statement of applicability as OSCAL assessment-results JSON (NIST OSCAL 1.1.2).
+"""The statement of applicability as OSCAL assessment-results JSON (NIST OSCAL 1.2.3).
 
-One result covering the period; per applicable control one finding (target: the control's
+One result covering the period (its start and end: what the period filters is in
+soa.PERIOD_NOTE, repeated in the result's description); per applicable control one finding (target: the control's
 statement, state satisfied when its checks score it compliant, else not-satisfied) related to one
 observation per check result and per piece of evidence (relevant-evidence carries its SHA-256).
 Controls that do not apply are listed in the result's reviewed-controls as excluded, with the
@@ -14,9 +15,10 @@ import json
 import uuid
 from typing import Any
 
+from governance.services.reports import soa as soa_module
 from governance.services.reports.soa import SoA, SoARow
 
-OSCAL_VERSION = "1.1.2"
+OSCAL_VERSION = "1.2.3"
 NS = "https://governance.example/ns/oscal"  # our own props live in our namespace
 SATISFIED = {"compliant"}
 
@@ -40,7 +42,8 @@ def _observations(row: SoARow, collected: str) -> list[dict[str, Any]]:
     for check in row.checks:
         found.append({
             "uuid": _uuid(), "title": f"Check {check.name}",
-            "description": f"Latest result of check {check.name!r} on {row.ref_id}: {check.outcome or 'no result'}."
+            "description": f"Latest result in the period of check {check.name!r} on {row.ref_id}: "
+                           f"{check.outcome or soa_module.NO_RESULT}."
                            + (f" {check.message}" if check.message else ""),
             "methods": ["TEST"], "types": ["control-objective"],
             "props": [_prop("check-outcome", check.outcome or "none")],
@@ -51,7 +54,8 @@ def _observations(row: SoARow, collected: str) -> list[dict[str, Any]]:
             "uuid": _uuid(), "title": f"Evidence {ev.name}",
             "description": f"Evidence {ev.name!r} linked to {row.ref_id}, review state {ev.status}.",
             "methods": ["EXAMINE"], "types": ["control-objective"],
-            "props": [_prop("evidence-sha256", ev.sha256), _prop("review-state", ev.status)],
+            "props": [_prop("evidence-sha256", ev.sha256), _prop("review-state", ev.status)]
+                     + ([_prop("deleted-at", ev.deleted_at)] if ev.deleted_at else []),
             "relevant-evidence": [{"href": f"#evidence-{ev.id}",
                                    "description": f"{ev.name} (SHA-256 {ev.sha256}, {ev.status})"}],
             "collected": collected,
@@ -92,9 +96,10 @@ def document(soa: SoA, *, as_of: str, report_id: uuid.UUID) -> dict[str, Any]:
     result: dict[str, Any] = {
         "uuid": _uuid(),
         "title": f"Statement of applicability: {soa.title}",
-        "description": f"Score {soa.score or 'unassessed'}% ({soa.formula})",
+        "description": f"Score {soa.score or 'unassessed'}% ({soa.formula}) {soa_module.PERIOD_NOTE}",
+        # The period the results were collected in: [start 00:00 UTC, the day after the end 00:00 UTC).
         "start": f"{soa.period_start}T00:00:00Z",
-        "end": f"{soa.period_end}T23:59:59Z",
+        "end": f"{soa.period_end}T23:59:59.999999Z",
         "props": [_prop("score", soa.score or "unassessed"), _prop("as-of", as_of)],
         "reviewed-controls": {"control-selections": [selection]},
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from governance.services.reports.soa import SoA
+from governance.services.reports.soa import NO_RESULT, PERIOD_NOTE, SoA
 
 ROOT = Path(__file__).resolve().parents[3]
 STYLESHEET = ROOT / "static" / "css" / "report.css"
@@ -54,7 +54,8 @@ class LocalOnlyFetcher:
 
 def html(soa: SoA, *, as_of: str, report_id: str) -> str:
     return _ENV.get_template(TEMPLATE).render(soa=soa, as_of=as_of, report_id=report_id,
-                                             stylesheet=STYLESHEET.name)
+                                             stylesheet=STYLESHEET.name, period_note=PERIOD_NOTE,
+                                             no_result=NO_RESULT)
 
 
 def render(soa: SoA, *, as_of: str, report_id: str,

@@ -20,14 +20,16 @@ from typing import Any
 from procrastinate import SyncPsycopgConnector
 from procrastinate import jobs as queue_jobs
 from procrastinate.manager import JobManager
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, and_, or_, select, text
 from sqlalchemy.orm import Session
 
+from governance import read_only
 from governance.models.ai import AISystem
 from governance.models.enums import AuditOutcome
 from governance.models.frameworks import Framework
 from governance.models.reports import Report, ReportFormat, ReportScope, ReportStatus
 from governance.services import audit
+from governance.services.notifications import Cursor
 from governance.services.reports import oscal, render_csv, render_pdf, soa
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def _defer(session: Session, report: Report) -> None:
     job = queue_jobs.Job(queue=QUEUE, task_name=RENDER_REPORT, lock=f"report:{report.id}",
                          queueing_lock=f"report:{report.id}", task_kwargs={"report_id": str(report.id)})
     JobManager(SyncPsycopgConnector()).defer_job(job, connection=psycopg_conn)
+    read_only.mark_written(session)  # the job row went in through the raw connection
 
 
 def request_report(session: Session, *, scope: ReportScope, target_id: uuid.UUID, fmt: ReportFormat,
@@ -176,15 +179,31 @@ def execute_report(session_factory: Callable[[], Session], storage: Any, report_
         return ReportStatus.FAILED.value
 
 
-def recent(session: Session, *, limit: int = 50, scope: ReportScope | None = None,
-           target_id: uuid.UUID | None = None) -> list[Report]:
-    """The newest reports (one statement), optionally of one target."""
-    stmt = select(Report).order_by(Report.created_at.desc(), Report.id.desc()).limit(limit)
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    items: list[Report]
+    next_cursor: Cursor | None
+
+
+def recent(session: Session, *, limit: int = PAGE_SIZE, scope: ReportScope | None = None,
+           target_id: uuid.UUID | None = None, after: Cursor | None = None) -> ReportPage:
+    """One page of reports, newest first, optionally of one target: keyset on (created_at, id) after
+    the cursor (one statement over ix_reports_created_at_id, the same Cursor as the other long lists)."""
+    stmt = select(Report)
     if scope == ReportScope.FRAMEWORK and target_id is not None:
         stmt = stmt.where(Report.framework_id == target_id)
     elif scope == ReportScope.AI_SYSTEM and target_id is not None:
         stmt = stmt.where(Report.ai_system_id == target_id)
-    return list(session.scalars(stmt))
+    if after is not None:
+        stmt = stmt.where(or_(Report.created_at < after.created_at,
+                              and_(Report.created_at == after.created_at, Report.id < after.id)))
+    rows = list(session.scalars(stmt.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ReportPage(rows, Cursor(rows[-1].created_at, rows[-1].id) if more and rows else None)
 
 
 def download_name(report: Report) -> str:

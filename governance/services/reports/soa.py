@@ -6,6 +6,14 @@ evidence linked to it (SHA-256 and review state) and its checks' latest results;
 with its formula (governance.services.scoring / ai_systems.system_score: never a second formula),
 the open alerts and tasks, and the period covered.
 
+The period filters (docs/reports.md, "The period"). It runs from period_start 00:00 UTC up to, not
+including, the day after period_end 00:00 UTC. A check shows its latest result recorded within the
+period (results.created_at), or none ("no result in the period"); evidence is listed when it
+existed during the period: created before the period ended and not deleted before it began. The
+score, each control's assessment and the open alerts and tasks are as of the report's as-of time:
+the portal's one scoring formula reads the checks' current outcomes, it is not recomputed for a
+past period.
+
 Applicability. A framework: every live control applies unless its publisher withdrew or deprecated
 it, or it is not assessable (a grouping heading). An AI system: the controls in ai_system_controls
 apply (origin and reason from there), every other control of the same frameworks does not.
@@ -21,19 +29,20 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from governance.models.ai import AISystem, AISystemControl
 from governance.models.audit import Alert
-from governance.models.enums import AlertStatus, CheckStatus, ControlStatus, TaskStatus
+from governance.models.enums import AlertStatus, ControlStatus, TaskStatus
 from governance.models.evidence import Evidence, EvidenceLink
 from governance.models.frameworks import Control, Framework
 from governance.models.identity import User
-from governance.models.probes import Check, CheckControl
+from governance.models.probes import Check, CheckControl, Result
 from governance.models.reports import ReportScope
 from governance.services import ai_systems, read_cache, scoring
 
@@ -42,6 +51,12 @@ OPEN_ALERT = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
 # Cached entries also expire: a report names the owners and titles of the moment.
 CACHE_MAX_AGE = timedelta(minutes=15)
 DEFAULT_PERIOD_DAYS = 90
+# What the period filters, for the reader of every format (docs/reports.md, "The period").
+PERIOD_NOTE = ("Check results: each check's latest result recorded within the period (UTC days), or no result "
+               "in the period. Evidence: what existed during the period (added before it ended, not deleted "
+               "before it began), with its current review state. The score, the assessments and the open alerts "
+               "and tasks are as of the data-as-of time.")
+NO_RESULT = "no result in the period"
 
 
 class UnknownTarget(LookupError):
@@ -56,6 +71,7 @@ class EvidenceItem:
     status: str
     period_start: str | None
     period_end: str | None
+    deleted_at: str | None = None  # deleted during or after the period (it existed in it)
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,12 @@ def _iso(value: datetime | date | None) -> str | None:
     return value.isoformat()
 
 
+def period_bounds(period: tuple[date, date]) -> tuple[datetime, datetime]:
+    """[start, end): period_start 00:00 UTC up to the day after period_end 00:00 UTC."""
+    start = datetime.combine(period[0], time.min, tzinfo=UTC)
+    return start, datetime.combine(period[1] + timedelta(days=1), time.min, tzinfo=UTC)
+
+
 def _not_applicable_reason(control: Control) -> str | None:
     if control.status == ControlStatus.WITHDRAWN:
         return "Withdrawn by the framework's publisher."
@@ -154,8 +176,11 @@ def _controls(session: Session, framework_ids: Select[Any]) -> list[tuple[Contro
         .order_by(Framework.title, Control.sort_order, Control.ref_id))]
 
 
-def _evidence(session: Session, control_ids: Select[Any]) -> dict[uuid.UUID, list[EvidenceItem]]:
-    """Live evidence attached to the controls: directly (evidence.control_id) or by a link."""
+def _evidence(session: Session, control_ids: Select[Any],
+              period: tuple[date, date]) -> dict[uuid.UUID, list[EvidenceItem]]:
+    """Evidence attached to the controls, directly (evidence.control_id) or by a link, that existed
+    during the period: created before it ended and not deleted before it began."""
+    start, end = period_bounds(period)
     pairs = union(
         select(Evidence.control_id.label("control_id"), Evidence.id.label("evidence_id"))
         .where(Evidence.control_id.in_(control_ids)),
@@ -165,23 +190,40 @@ def _evidence(session: Session, control_ids: Select[Any]) -> dict[uuid.UUID, lis
     found: dict[uuid.UUID, list[EvidenceItem]] = defaultdict(list)
     for control_id, ev in session.execute(
             select(pairs.c.control_id, Evidence).join(Evidence, Evidence.id == pairs.c.evidence_id)
-            .order_by(pairs.c.control_id, Evidence.name, Evidence.id)):
+            .where(Evidence.created_at < end, or_(Evidence.deleted_at.is_(None), Evidence.deleted_at >= start))
+            .order_by(pairs.c.control_id, Evidence.name, Evidence.id)
+            .execution_options(include_deleted=True)):  # the period, not today, decides
         found[control_id].append(EvidenceItem(str(ev.id), ev.name, ev.sha256, ev.status.value,
-                                              _iso(ev.period_start), _iso(ev.period_end)))
+                                              _iso(ev.period_start), _iso(ev.period_end), _iso(ev.deleted_at)))
     return found
 
 
-def _checks(session: Session, control_ids: Select[Any]) -> tuple[dict[uuid.UUID, list[CheckItem]], set[str]]:
+def _checks(session: Session, control_ids: Select[Any],
+            period: tuple[date, date]) -> tuple[dict[uuid.UUID, list[CheckItem]], set[str]]:
+    """The controls' checks, each with its latest result within the period (one statement for the
+    checks, one for their results: DISTINCT ON over ix_results_check_id_created_at, the period's
+    partitions only)."""
+    start, end = period_bounds(period)
+    linked = list(session.execute(
+        select(CheckControl.control_id, Check).join(Check, Check.id == CheckControl.check_id)
+        .where(CheckControl.control_id.in_(control_ids)).order_by(CheckControl.control_id, Check.name)))
+    latest: dict[uuid.UUID, Result] = {}
+    if linked:
+        check_ids = select(CheckControl.check_id).where(CheckControl.control_id.in_(control_ids))
+        latest = {r.check_id: r for r in session.scalars(
+            select(Result).ext(distinct_on(Result.check_id))
+            .where(Result.check_id.in_(check_ids), Result.created_at >= start, Result.created_at < end)
+            .order_by(Result.check_id, Result.created_at.desc(), Result.id.desc()))}
     found: dict[uuid.UUID, list[CheckItem]] = defaultdict(list)
     ids: set[str] = set()
-    for control_id, check in session.execute(
-            select(CheckControl.control_id, Check).join(Check, Check.id == CheckControl.check_id)
-            .where(CheckControl.control_id.in_(control_ids)).order_by(CheckControl.control_id, Check.name)):
+    for control_id, check in linked:
         ids.add(str(check.id))
+        result = latest.get(check.id)
         found[control_id].append(CheckItem(
             str(check.id), check.name, check.status.value,
-            None if check.last_outcome is None or check.status != CheckStatus.ACTIVE else check.last_outcome.value,
-            _iso(check.last_result_at), check.last_message))
+            None if result is None else result.outcome.value,
+            None if result is None else _iso(result.created_at),
+            None if result is None else result.message))
     return found, ids
 
 
@@ -220,8 +262,8 @@ def framework_soa(session: Session, framework_id: uuid.UUID, period: tuple[date,
     control_ids = select(Control.id).where(Control.framework_id == framework_id)
     controls = _controls(session, framework_ids)
     states = scoring.control_states(session, [c.id for c, _, _ in controls]) if controls else {}
-    evidence = _evidence(session, control_ids)
-    checks, check_ids = _checks(session, control_ids)
+    evidence = _evidence(session, control_ids, period)
+    checks, check_ids = _checks(session, control_ids, period)
     rows = []
     for control, fw_title, owner in controls:
         reason = _not_applicable_reason(control)
@@ -252,8 +294,8 @@ def system_soa(session: Session, system_id: uuid.UUID, period: tuple[date, date]
         applied[link.control_id].append(f"{link.origin}: {link.reason}" if link.reason else link.origin)
     states = scoring.control_states(session, list(applied), checks=ai_systems.counted_checks(system_id)) \
         if applied else {}
-    evidence = _evidence(session, linked)
-    checks, check_ids = _checks(session, linked)
+    evidence = _evidence(session, linked, period)
+    checks, check_ids = _checks(session, linked, period)
     rows = []
     for control, fw_title, owner in controls:
         origins = applied.get(control.id)
