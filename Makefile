@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 browser-deps:
 	@test -x $(CHROMIUM) || scripts/install-chromium.sh
 
-## The scale benchmark (bench/run.py): `make bench SIZE=S|M|L [BENCH_ARGS=--prepared-compare]`.
+## The scale benchmark (bench/run.py): `make bench SIZE=S|M|L [BENCH_ARGS="--prepared-compare --pages a,b --variant L:N=V"]`.
 SIZE ?= S
 bench: $(STAMP)
 	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)

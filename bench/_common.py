@@ -54,11 +54,16 @@ class Stack:
 
 
 def start_stack(prefix: str, database: str, *, pg_settings: dict[str, str] | None = None,
-                keep: bool = False) -> Stack:
-    """Start PostgreSQL and the S3 server in a new temporary directory (unless the environment names
-    them). pg_settings are written with ALTER SYSTEM and the embedded server restarted, for settings
-    that need it (shared_preload_libraries)."""
-    work = Path(__import__("tempfile").mkdtemp(prefix=prefix))
+                keep: bool = False, work: Path | None = None) -> Stack:
+    """Start PostgreSQL and the S3 server in a new temporary directory, or in `work` (kept; an
+    earlier run's data there is started again), unless the environment names them. pg_settings are
+    written with ALTER SYSTEM and the embedded server restarted, for settings that need it
+    (shared_preload_libraries)."""
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        keep = True
+    else:
+        work = Path(__import__("tempfile").mkdtemp(prefix=prefix))
     stack = Stack(work=work, env=dict(os.environ), keep=keep)
     try:
         if not stack.env.get("DATABASE_URL"):

@@ -23,14 +23,15 @@ rows verified per second (target >= 200,000). Figures, never pass/fail. JSON goe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
 import random
 import secrets
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FLASK, ROOT, Browser, Stack, create_user, migrate, serve, start_stack, stop_server
-from probes_dashboard import Processes, combine, measure
+from _common import FLASK, ROOT, Stack, create_user, migrate, serve, start_stack, stop_server
+from load import Processes, alternate, sign_in_clients
 
 FULL_SIZE = 10_000_000
 MONTHS = 24
@@ -97,51 +98,135 @@ def _fields(g: int, actor_ids: list[str], actor_emails: list[str]) -> tuple[Any,
             outcome, ip, f"{g:032x}", details)
 
 
+class _Pieces:
+    """The parts of an entry that repeat with a pattern of g (see _fields), computed once: each as COPY
+    text and as its canonical bytes (audit_chain.canonical_bytes' length-prefixed fields), the latter
+    held as latin-1 str so that a row's canonical form is one f-string encoded once (latin-1 maps
+    each of the 256 byte values to one character, so it round-trips any bytes exactly; the per-row
+    parts, uuids, numbers and addresses, are ASCII)."""
+
+    def __init__(self, actor_ids: list[str], actor_emails: list[str]) -> None:
+        from governance.services import audit_chain as chain
+
+        self.header = chain.HEADER.decode("latin-1")
+        self.prefix = [chain._PRESENT(1, n).decode("latin-1") for n in range(64)]
+        self.agent = self._canonical(AGENT)
+        fields = [_fields(g, actor_ids, actor_emails) for g in range(_PERIOD_OBJECT)]
+        # g % period -> (canonical, COPY text): actor_id, actor_name, action, object_type / object_id,
+        # outcome / details (which follows user_agent and request_id).
+        self.actor = [(self._canonical(*f[0:4]), self._text(*f[0:4])) for f in fields[:_period_actor(actor_ids)]]
+        self.object = [(self._canonical(f[4], f[5]), self._text(f[4], f[5])) for f in fields]
+        details = [chain.jsonb_text(f[8]) for f in fields[:_PERIOD_DETAILS]]
+        self.details = [(self._canonical(d), d) for d in details]
+
+    @staticmethod
+    def _canonical(*values: str | None) -> str:
+        from governance.services import audit_chain as chain
+
+        out = []
+        for value in values:
+            if value is None:
+                out.append(b"\x00")
+            else:
+                encoded = value.encode()
+                out.append(chain._PRESENT(1, len(encoded)) + encoded)
+        return b"".join(out).decode("latin-1")
+
+    @staticmethod
+    def _text(*values: str | None) -> str:
+        return "\t".join("\\N" if v is None else v for v in values)
+
+
+def _period_actor(actor_ids: list[str]) -> int:
+    """The period in g of _fields' actor, action and object type."""
+    return math.lcm(25, len(actor_ids), len(ACTIONS), len(OBJECT_TYPES))
+
+
+_PERIOD_OBJECT = 100_000  # object_id (g % 100,000) and outcome (g % 50, g % 200)
+_PERIOD_DETAILS = 3_000  # details: g % 3, g % 1000, g % 50
+AGENT = "Mozilla/5.0 (bench)"
+_DAY_US = 86_400_000_000
+# uuid.UUID(int=n, version=4): the variant and version bits.
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_SET = (0x8000 << 48) | (4 << 76)
+
+
 def _copy_chained(conn: Any, total: int, spans: list[tuple[datetime, datetime]], actor_ids: list[str],
                   actor_emails: list[str]) -> None:
-    """Entries with their seq, prev_hash and hash computed here (governance.services.audit_chain, the
-    same bytes as the database's trigger), COPYed with triggers off (session_replication_role, a
-    superuser's setting); the chain head is moved to the last entry in each month's transaction."""
+    """Entries with their seq, prev_hash and hash computed here (governance.services.audit_chain's
+    canonical bytes, the same as the database's trigger), COPYed with triggers off
+    (session_replication_role, a superuser's setting); the chain head is moved to the last entry in
+    each month's transaction.
+
+    The canonical form is built from _Pieces (the parts that repeat with g) and the per-row parts
+    (id, seq, time, address, request id), timestamps are formatted arithmetically (a date string
+    per day), ids formatted from the seeded generator's bits as uuid.UUID(version=4) would: the
+    same rows and chain as calling _fields and audit_chain.canonical_bytes per row."""
+    from psycopg.copy import QueuedLibpqWriter
+
     from governance.services import audit_chain as chain
+
+    assert _period_actor(actor_ids) <= _PERIOD_OBJECT
+    pieces = _Pieces(actor_ids, actor_emails)
+    header, prefix, agent_c = pieces.header, pieces.prefix, pieces.agent
+    actor, objects, details = pieces.actor, pieces.object, pieces.details
+    n_actor = len(actor)
+    p36, p32 = prefix[36], prefix[32]
+    sha256 = hashlib.sha256
 
     conn.execute("SET session_replication_role = replica")
     seq, prev = conn.execute(
         "SELECT seq, hash FROM audit_chain_heads WHERE chain = 'audit_logs' FOR UPDATE").fetchone()
     prev = bytes(prev)
+    prev_hex = prev.hex()
     columns = ("id", "seq", "prev_hash", "hash", "created_at", "actor_id", "actor_name", "action", "object_type",
                "object_id", "outcome", "ip", "user_agent", "request_id", "details")
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    agent = "Mozilla/5.0 (bench)"
     g = 0
     ids = random.Random(total)  # seeded entry ids: the same log for the same size
     per_month = total // len(spans)
+    day, day_text = -1, ""
     for m, (start, end) in enumerate(spans):
         n = per_month if m < len(spans) - 1 else total - g
         first_us = chain.epoch_us(start)
         step = max(1, (chain.epoch_us(end) - first_us) // max(n, 1))
-        with conn.cursor() as cur, cur.copy(f"COPY audit_logs ({', '.join(columns)}) FROM STDIN") as copy:
+        # The queued writer sends from a thread of its own: PostgreSQL parses and indexes one batch while
+        # the next is generated here (two cores: the two halves overlap).
+        with conn.cursor() as cur, cur.copy(f"COPY audit_logs ({', '.join(columns)}) FROM STDIN",
+                                            writer=QueuedLibpqWriter(cur)) as copy:
             lines: list[str] = []
             for i in range(n):
-                actor_id, actor_name, action, object_type, object_id, outcome, ip, request_id, details = _fields(
-                    g, actor_ids, actor_emails)
                 seq += 1
-                entry_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
+                h = f"{(ids.getrandbits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
+                entry_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
                 created_us = first_us + i * step
-                details_text = chain.jsonb_text(details)
-                digest = chain.entry_hash(prev, chain.canonical_bytes(
-                    entry_id, seq, created_us, actor_id, actor_name, action, object_type, object_id, outcome,
-                    ip + "/32", agent, request_id, details_text))
-                created = (epoch + timedelta(microseconds=created_us)).isoformat()
-                lines.append("\t".join((entry_id, str(seq), "\\\\x" + prev.hex(), "\\\\x" + digest.hex(), created,
-                                        actor_id or "\\N", actor_name, action, object_type, object_id, outcome, ip,
-                                        agent, request_id, details_text)))
-                prev = digest
+                if created_us // _DAY_US != day:
+                    day = created_us // _DAY_US
+                    day_text = f"{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d} "
+                seconds, micro = divmod(created_us - day * _DAY_US, 1_000_000)
+                hours, seconds = divmod(seconds, 3600)
+                minutes, seconds = divmod(seconds, 60)
+                seq_s, created_s = str(seq), str(created_us)
+                ip = f"10.{g % 250}.{(g // 250) % 250}.{g % 7 + 1}"
+                request_id = f"{g:032x}"
+                actor_c, actor_t = actor[g % n_actor]
+                object_c, object_t = objects[g % _PERIOD_OBJECT]
+                details_c, details_t = details[g % _PERIOD_DETAILS]
+                canonical = (f"{header}{p36}{entry_id}{prefix[len(seq_s)]}{seq_s}{prefix[len(created_s)]}{created_s}"
+                             f"{actor_c}{object_c}{prefix[len(ip) + 3]}{ip}/32{agent_c}{p32}{request_id}{details_c}")
+                digest = sha256(prev + canonical.encode("latin-1")).digest()
+                digest_hex = digest.hex()
+                lines.append(f"{entry_id}\t{seq_s}\t\\\\x{prev_hex}\t\\\\x{digest_hex}\t{day_text}"
+                             f"{hours:02d}:{minutes:02d}:{seconds:02d}.{micro:06d}+00\t{actor_t}\t{object_t}\t{ip}\t"
+                             f"{AGENT}\t{request_id}\t{details_t}")
+                prev, prev_hex = digest, digest_hex
                 g += 1
                 if len(lines) == 20_000:
-                    copy.write("\n".join(lines) + "\n")
+                    lines.append("")
+                    copy.write("\n".join(lines))
                     lines = []
             if lines:
-                copy.write("\n".join(lines) + "\n")
+                lines.append("")
+                copy.write("\n".join(lines))
         conn.execute("UPDATE audit_chain_heads SET seq = %s, hash = %s WHERE chain = 'audit_logs'", (seq, prev))
         conn.commit()
     conn.execute("SET session_replication_role = origin")
@@ -327,12 +412,8 @@ def main() -> int:
               flush=True)
 
         server, port = serve(stack, workers=2)
-        processes = Processes(server.pid, stack)
-        browsers = []
-        for _ in range(args.clients):
-            browser = Browser(port)
-            browser.sign_in(EMAIL, PASSWORD)
-            browsers.append(browser)
+        processes = Processes(server.pid, stack, 2)
+        browsers = sign_in_clients(port, args.clients, EMAIL, PASSWORD)
         pages: dict[str, str] = info["pages"]
         for name, path in pages.items():
             status, body = browsers[0].get(path)
@@ -342,17 +423,8 @@ def main() -> int:
         cookies = [b.cookie_header() for b in browsers]
         print(f"load: {args.clients} client processes, {args.duration:g} s per page per round, {args.rounds} rounds,"
               f" gunicorn 2 sync workers; load average before: {os.getloadavg()[0]:.2f}", flush=True)
-        for path in pages.values():  # warm-up, not counted
-            measure(port, path, cookies, 1.0, processes, stack.dsn, False)
-        windows: dict[str, list[dict[str, Any]]] = {name: [] for name in pages}
-        for r in range(args.rounds):
-            order = list(pages) if r % 2 == 0 else list(reversed(pages))
-            for name in order:
-                w = measure(port, pages[name], cookies, args.duration, processes, stack.dsn, info["pg_stat_statements"])
-                windows[name].append(w)
-                print(f"  round {r + 1} {name:8s} {w['requests_per_s']:7.1f} req/s  p50 {w['p50_ms']:6.1f} ms"
-                      f"  p95 {w['p95_ms']:6.1f}  p99 {w['p99_ms']:6.1f}  errors {w['errors']}", flush=True)
-        results = {name: combine(ws) for name, ws in windows.items()}
+        results = alternate(port, pages, cookies, rounds=args.rounds, duration=args.duration, warmup=1.0,
+                            processes=processes, dsn=stack.dsn, count_statements=info["pg_stat_statements"])
         stop_server(server)
         server = None
 

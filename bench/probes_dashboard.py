@@ -25,9 +25,7 @@ Figures, never pass/fail. Results are also written as JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing as mp
 import os
 import secrets
 import sys
@@ -40,19 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (
-    ROOT,
-    Browser,
-    Stack,
-    cpu_seconds,
-    create_user,
-    migrate,
-    serve,
-    start_stack,
-    stop_server,
-    worker_pids,
-)
+from _common import ROOT, Stack, create_user, migrate, serve, start_stack, stop_server
 from datagen import RUN_KIND, RUN_PROBE, generate
+from load import Processes, alternate, sign_in_clients
 
 TARGET_RATIO = 0.5
 TARGET_RUN_SECONDS = 5.0
@@ -60,166 +48,6 @@ WORKERS = 2
 EMAIL = "bench-admin@bench.example"
 PASSWORD = secrets.token_urlsafe(16)
 PAGES = {"baseline": "/layout-baseline", "dashboard": "/"}
-TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-
-
-# --- the load generator: one process per client ---------------------------------------------------
-
-def _client(port: int, path: str, cookie: str, start_at: float, duration: float, out: Any) -> None:
-    """Request `path` one at a time from start_at for `duration` s; put (latencies, errors, cpu s) on out.
-
-    gunicorn's sync workers close the connection after each response, so a connection is reused
-    only when the server keeps it open."""
-    latencies: list[float] = []
-    errors = 0
-    conn: http.client.HTTPConnection | None = None
-    headers = {"Cookie": cookie}
-    while time.monotonic() < start_at:
-        time.sleep(0.001)
-    cpu0 = time.process_time()
-    end = start_at + duration
-    while time.monotonic() < end:
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        t0 = time.perf_counter()
-        try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            conn.close()
-            conn = None
-            continue
-        latencies.append(time.perf_counter() - t0)
-        if response.status != 200:
-            errors += 1
-        if response.will_close:
-            conn.close()
-            conn = None
-    out.put((latencies, errors, time.process_time() - cpu0))
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
-
-
-class Processes:
-    """CPU seconds of the app's workers and of our PostgreSQL (postmaster and its backends)."""
-
-    def __init__(self, gunicorn_master: int, stack: Stack) -> None:
-        self.workers = worker_pids(gunicorn_master, WORKERS)
-        pid_file = stack.work / "pg" / "data" / "postmaster.pid"
-        self.postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-
-    def _postgres(self) -> float:
-        if self.postmaster is None:
-            return float("nan")
-        import psutil  # type: ignore[import-untyped]
-
-        total = 0.0
-        master = psutil.Process(self.postmaster)
-        for proc in [master, *master.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def snapshot(self) -> dict[str, float]:
-        return {"app": sum(cpu_seconds(p) for p in self.workers), "postgres": self._postgres()}
-
-
-def _statements(dsn: str, reset: bool = False) -> dict[str, tuple[int, float]]:
-    """pg_stat_statements (calls, total execution ms) per statement text in this database (our own
-    queries left out)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if reset:
-            conn.execute("SELECT pg_stat_statements_reset()")
-            return {}
-        rows = conn.execute(
-            "SELECT s.query, sum(s.calls)::bigint, sum(s.total_exec_time) FROM pg_stat_statements s "
-            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
-            "AND s.query NOT ILIKE '%pg_stat_statements%' GROUP BY s.query").fetchall()
-    return {query: (int(calls), float(ms)) for query, calls, ms in rows}
-
-
-def measure(port: int, path: str, cookies: list[str], duration: float, processes: Processes,
-            dsn: str, count_statements: bool) -> dict[str, Any]:
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    if count_statements:
-        _statements(dsn, reset=True)
-    start_at = time.monotonic() + 0.5
-    clients = [ctx.Process(target=_client, args=(port, path, cookie, start_at, duration, out)) for cookie in cookies]
-    for c in clients:
-        c.start()
-    while time.monotonic() < start_at:
-        time.sleep(0.001)
-    before = processes.snapshot()
-    wall0 = time.monotonic()
-    collected = [out.get(timeout=duration + 120) for _ in clients]
-    wall = time.monotonic() - wall0
-    after = processes.snapshot()
-    for c in clients:
-        c.join()
-    latencies = sorted(x for lat, _e, _c in collected for x in lat)
-    errors = sum(e for _l, e, _c in collected)
-    generator_cpu = sum(c for _l, _e, c in collected)
-    n = len(latencies)
-    result: dict[str, Any] = {
-        "path": path,
-        "requests": n,
-        "errors": errors,
-        "seconds": round(wall, 2),
-        "requests_per_s": n / wall,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p95_ms": _percentile(latencies, 0.95) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
-        "cpu_cores": {
-            "app_workers": (after["app"] - before["app"]) / wall,
-            "postgres": (after["postgres"] - before["postgres"]) / wall,
-            "load_generator": generator_cpu / wall,
-            "load_generator_busiest_process": max(c for _l, _e, c in collected) / wall,
-        },
-        # CPU per request is what other work on a shared machine disturbs least.
-        "app_cpu_ms_per_request": (after["app"] - before["app"]) / n * 1000 if n else None,
-        "postgres_cpu_ms_per_request": (after["postgres"] - before["postgres"]) / n * 1000 if n else None,
-    }
-    if count_statements:
-        stats = _statements(dsn)
-        total = sum(c for c, _ms in stats.values())
-        tc = sum(c for q, (c, _ms) in stats.items() if q.strip().upper().startswith(TRANSACTION_CONTROL))
-        result["sql_per_request"] = total / n if n else None
-        result["sql_per_request_excluding_transaction_control"] = (total - tc) / n if n else None
-        result["sql_execution_ms_per_request"] = sum(ms for _c, ms in stats.values()) / n if n else None
-        result["top_statements_per_request"] = [
-            {"per_request": round(c / n, 3), "mean_exec_ms": round(ms / c, 3), "query": q[:300]}
-            for q, (c, ms) in sorted(stats.items(), key=lambda kv: -kv[1][1])[:12]
-        ] if n else []
-    return result
-
-
-def combine(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several windows of one page: totals and the throughput over all of them; the percentiles of
-    the window with the median throughput (latencies are not kept across windows)."""
-    requests = sum(w["requests"] for w in windows)
-    seconds = sum(w["seconds"] for w in windows)
-    mid = sorted(windows, key=lambda w: w["requests_per_s"])[len(windows) // 2]
-    combined = dict(mid)
-    for key in ("app_cpu_ms_per_request", "postgres_cpu_ms_per_request", "sql_execution_ms_per_request"):
-        if mid.get(key) is not None:
-            combined[key] = sum(w[key] * w["requests"] for w in windows) / requests
-    combined.update(requests=requests, seconds=round(seconds, 2), errors=sum(w["errors"] for w in windows),
-                    requests_per_s=requests / seconds,
-                    per_window_requests_per_s=[round(w["requests_per_s"], 1) for w in windows])
-    return combined
 
 
 # --- the probe run of 1,000 checks ------------------------------------------------------------------
@@ -394,12 +222,8 @@ def main() -> int:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in {**info["timings_s"], **d["seconds"]}.items()))
 
         server, port = serve(stack, workers=WORKERS)
-        processes = Processes(server.pid, stack)
-        browsers = []
-        for _ in range(args.clients):
-            browser = Browser(port)
-            browser.sign_in(EMAIL, PASSWORD)
-            browsers.append(browser)
+        processes = Processes(server.pid, stack, WORKERS)
+        browsers = sign_in_clients(port, args.clients, EMAIL, PASSWORD)
         for name, path in PAGES.items():
             status, body = browsers[0].get(path)
             if status != 200:
@@ -409,18 +233,8 @@ def main() -> int:
 
         print(f"load: {args.clients} client processes, {args.duration:g} s per page per round, {args.rounds} rounds,"
               f" gunicorn {WORKERS} sync workers; load average before: {os.getloadavg()[0]:.2f}", flush=True)
-        for path in PAGES.values():  # warm-up, not counted
-            measure(port, path, cookies, 2.0, processes, stack.dsn, False)
-        windows: dict[str, list[dict[str, Any]]] = {name: [] for name in PAGES}
-        for r in range(args.rounds):
-            order = list(PAGES) if r % 2 == 0 else list(reversed(PAGES))
-            for name in order:
-                w = measure(port, PAGES[name], cookies, args.duration, processes, stack.dsn,
-                            info["pg_stat_statements"])
-                windows[name].append(w)
-                print(f"  round {r + 1} {name:9s} {w['requests_per_s']:7.1f} req/s  p50 {w['p50_ms']:6.1f} ms"
-                      f"  p95 {w['p95_ms']:6.1f}  p99 {w['p99_ms']:6.1f}  errors {w['errors']}", flush=True)
-        pages = {name: combine(ws) for name, ws in windows.items()}
+        pages = alternate(port, PAGES, cookies, rounds=args.rounds, duration=args.duration, warmup=2.0,
+                          processes=processes, dsn=stack.dsn, count_statements=info["pg_stat_statements"])
         ratio = pages["dashboard"]["requests_per_s"] / pages["baseline"]["requests_per_s"]
         stop_server(server)
         server = None

@@ -1,7 +1,8 @@
 """The scale benchmark: one seeded dataset of size S, M or L, every main page against /layout-baseline.
 
     .venv/bin/python bench/run.py --size S|M|L [--clients 8] [--duration N] [--rounds N]
-                                  [--prepared-compare] [--keep]
+                                  [--pages a,b,c] [--variant LABEL:NAME=VALUE[,NAME=VALUE]]...
+                                  [--prepared-compare] [--workers 2] [--keep] [--data DIR [--build-only]]
     make bench SIZE=M
 
 Sizes (bench/sizes.py): S is CI-size (builds in well under a minute); M is 10,000 controls (one
@@ -10,13 +11,19 @@ L is five times M. Everything is loaded through COPY (bench/datagen.py for frame
 checks, runs and results; bench/audit_log.py for the hash-chained audit log; evidence and the
 remaining users here), never the ORM, from a fixed seed.
 
-Then gunicorn (2 sync workers) serves the app and, for each page, --clients client processes (one
+With --data DIR the dataset is built in DIR and kept (its services stopped after each run); a later
+run with the same --data and size measures it again without building (after `flask db upgrade`), and
+--build-only stops once it is built (build while the machine is busy, measure when it is quiet).
+
+Then gunicorn (2 sync workers unless --workers) serves the app and, for each page, --clients client processes (one
 signed-in admin session each, one request at a time) request it for --duration seconds, the pages
 alternating over --rounds rounds. Printed per page: requests/s, p50/p95/p99, the ratio of its
 requests/s to /layout-baseline's (same layout and sign-in checks, no query of its own) in the same
 run, and SQL statements per request (pg_stat_statements). The targets are reported as met or not;
 the benchmark never fails. With --prepared-compare, every page is measured twice: with psycopg's
-default prepare threshold and with prepared statements off (DB_PREPARE_THRESHOLD=off). Results go to
+default prepare threshold and with prepared statements off (DB_PREPARE_THRESHOLD=off); each --variant
+adds a pass with its settings in the app's environment, compared with the default; --pages measures
+a subset (the baseline always). Results go to
 bench/results/run-<SIZE>-<UTC time>.json; at L, each page's ratio is compared with the newest M file.
 """
 
@@ -37,12 +44,12 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_log
-from _common import ROOT, Browser, Stack, create_user, migrate, serve, start_stack, stop_server
+from _common import ROOT, Stack, create_user, migrate, serve, start_stack, stop_server
 from datagen import _copy, generate
-from probes_dashboard import Processes, combine, measure
+from load import Processes, alternate, sign_in_clients
 from sizes import SIZES, Size
 
-WORKERS = 2
+WORKERS = 2  # gunicorn sync workers (--workers); the machine the targets are set for has 2 cores
 EMAIL = "bench-admin@bench.example"
 PASSWORD = secrets.token_urlsafe(16)
 RESULTS = ROOT / "bench" / "results"
@@ -192,23 +199,39 @@ def prepare(stack: Stack, size: Size) -> dict[str, Any]:
             "pg_stat_statements": statements, "pages": pages}
 
 
+def migration_head(stack: Stack) -> str:
+    import psycopg
+
+    with psycopg.connect(stack.dsn) as conn:
+        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])  # type: ignore[index]
+
+
+def reuse(stack: Stack, saved: dict[str, Any]) -> dict[str, Any]:
+    """A kept dataset: `flask db upgrade` and `flask setup` (both idempotent) bring it to the current
+    code's schema; after a schema change, VACUUM ANALYZE so that the planner knows the new indexes."""
+    t0 = time.perf_counter()
+    migrate(stack)
+    head = migration_head(stack)
+    upgraded = head != saved["migration_head"]
+    if upgraded:
+        import psycopg
+
+        with psycopg.connect(stack.dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+    return {"built": saved["built"], "migration_head_built": saved["migration_head"], "migration_head_now": head,
+            "upgraded": upgraded, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 # --- measuring --------------------------------------------------------------------------------------
 
 def measure_pages(stack: Stack, pages: dict[str, str], args: argparse.Namespace, statements: bool,
-                  threshold: str | None) -> dict[str, Any]:
-    """Serve the app (prepare threshold `threshold`, None = psycopg's default) and measure every page."""
-    env = {"DB_PREPARE_THRESHOLD": threshold} if threshold is not None else {}
-    if threshold is None:
-        stack.env.pop("DB_PREPARE_THRESHOLD", None)
-    server, port = serve(stack, workers=WORKERS, app_spec="bench_wsgi:create_app()",
-                         extra_args=("--pythonpath", str(ROOT / "bench")), env=env)
+                  env: dict[str, str]) -> dict[str, Any]:
+    """Serve the app with `env` added to its environment (a variant's settings) and measure every page."""
+    base_env = {k: v for k, v in stack.env.items() if k not in env}
+    server, port = serve(Stack(stack.work, base_env), workers=args.workers, env=env)
     try:
-        processes = Processes(server.pid, stack)
-        browsers = []
-        for _ in range(args.clients):
-            browser = Browser(port)
-            browser.sign_in(EMAIL, PASSWORD)
-            browsers.append(browser)
+        processes = Processes(server.pid, stack, args.workers)
+        browsers = sign_in_clients(port, args.clients, EMAIL, PASSWORD)
         sizes: dict[str, int] = {}
         for name, path in pages.items():
             status, body = browsers[0].get(path)
@@ -216,19 +239,11 @@ def measure_pages(stack: Stack, pages: dict[str, str], args: argparse.Namespace,
                 raise RuntimeError(f"{name} {path} answered {status}")
             sizes[name] = len(body.encode())
         cookies = [b.cookie_header() for b in browsers]
-        for path in pages.values():  # warm-up (and the dashboard's shared cache filled), not counted
-            measure(port, path, cookies, args.warmup, processes, stack.dsn, False)
-        windows: dict[str, list[dict[str, Any]]] = {name: [] for name in pages}
-        for r in range(args.rounds):
-            order = list(pages) if r % 2 == 0 else list(reversed(pages))
-            for name in order:
-                w = measure(port, pages[name], cookies, args.duration, processes, stack.dsn, statements)
-                windows[name].append(w)
-                print(f"  round {r + 1} {name:15s} {w['requests_per_s']:7.1f} req/s  p50 {w['p50_ms']:6.1f} ms"
-                      f"  p95 {w['p95_ms']:6.1f}  p99 {w['p99_ms']:6.1f}  errors {w['errors']}", flush=True)
+        # The warm-up request of each page fills the dashboard's shared cache (not counted).
+        results = alternate(port, pages, cookies, rounds=args.rounds, duration=args.duration, warmup=args.warmup,
+                            processes=processes, dsn=stack.dsn, count_statements=statements)
     finally:
         stop_server(server)
-    results = {name: combine(ws) for name, ws in windows.items()}
     base = results["baseline"]["requests_per_s"]
     for name, p in results.items():
         p["ratio_to_baseline"] = p["requests_per_s"] / base if base else None
@@ -240,16 +255,18 @@ def measure_pages(stack: Stack, pages: dict[str, str], args: argparse.Namespace,
 
 def targets(pages: dict[str, Any], size: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in LIST_PAGES:
+    for name in (n for n in LIST_PAGES if n in pages):
         p = pages[name]
         out[f"{name}: ratio >= {LIST_RATIO} and p95 < {LIST_P95_MS:g} ms"] = {
             "met": p["ratio_to_baseline"] >= LIST_RATIO and p["p95_ms"] < LIST_P95_MS,
             "ratio": round(p["ratio_to_baseline"], 3), "p95_ms": round(p["p95_ms"], 2)}
-    d = pages["dashboard"]
-    out[f"dashboard: ratio >= {DASHBOARD_RATIO}"] = {"met": d["ratio_to_baseline"] >= DASHBOARD_RATIO,
-                                                     "ratio": round(d["ratio_to_baseline"], 3)}
-    deep = pages["audit_deep"]["requests_per_s"] / pages["audit_first"]["requests_per_s"]
-    out[f"audit deep / audit first >= {DEEP_RATIO}"] = {"met": deep >= DEEP_RATIO, "ratio": round(deep, 3)}
+    if "dashboard" in pages:
+        d = pages["dashboard"]
+        out[f"dashboard: ratio >= {DASHBOARD_RATIO}"] = {"met": d["ratio_to_baseline"] >= DASHBOARD_RATIO,
+                                                         "ratio": round(d["ratio_to_baseline"], 3)}
+    if "audit_deep" in pages and "audit_first" in pages:
+        deep = pages["audit_deep"]["requests_per_s"] / pages["audit_first"]["requests_per_s"]
+        out[f"audit deep / audit first >= {DEEP_RATIO}"] = {"met": deep >= DEEP_RATIO, "ratio": round(deep, 3)}
     if size == "L":
         earlier = sorted(RESULTS.glob("run-M-*.json"))
         if not earlier:
@@ -277,6 +294,26 @@ def print_table(label: str, pages: dict[str, Any]) -> None:
               f" {p['errors']:6d}")
 
 
+PAGE_NAMES = ("dashboard", "frameworks", "framework_1200", "control", "evidence", "audit_first", "audit_deep",
+              "audit_filtered", "search")
+PREPARED_OFF = ("prepared_off", {"DB_PREPARE_THRESHOLD": "off"})
+
+
+def parse_variant(raw: str) -> tuple[str, dict[str, str]]:
+    """LABEL:NAME=VALUE[,NAME=VALUE] -> (label, environment)."""
+    label, sep, rest = raw.partition(":")
+    env: dict[str, str] = {}
+    for item in rest.split(",") if rest else []:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(f"--variant {raw!r}: {item!r} is not NAME=VALUE")
+        env[name.strip()] = value.strip()
+    if not sep or not label.strip() or not env or label.strip() == "default":
+        raise argparse.ArgumentTypeError(
+            f"--variant {raw!r}: expected LABEL:NAME=VALUE[,NAME=VALUE] (LABEL not 'default')")
+    return label.strip(), env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="S")
@@ -285,43 +322,85 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of the pages (by size)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per page (default 1)")
     parser.add_argument("--prepared-compare", action="store_true",
-                        help="measure every page again with prepared statements off (DB_PREPARE_THRESHOLD=off)")
+                        help="shorthand for --variant prepared_off:DB_PREPARE_THRESHOLD=off")
+    parser.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="LABEL:NAME=VALUE[,...]",
+                        help="another pass over the pages with these settings in the app's environment (repeatable)")
+    parser.add_argument("--pages", type=lambda v: [p.strip() for p in v.split(",") if p.strip()], default=None,
+                        help=f"measure only these pages (comma-separated; baseline always): {', '.join(PAGE_NAMES)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="build the dataset in DIR and keep it; when DIR already holds one of this size, measure"
+                             " against it (migrated to the current head first) instead of building again")
+    parser.add_argument("--build-only", action="store_true", help="stop after the dataset is built (with --data)")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"gunicorn sync workers (default {WORKERS}, one per core of the reference machine)")
     args = parser.parse_args()
+    if args.build_only and args.data is None:
+        parser.error("--build-only needs --data DIR (the dataset would be removed at once)")
+    unknown = [name for name in args.pages or () if name not in PAGE_NAMES and name != "baseline"]
+    if unknown:
+        parser.error(f"--pages: unknown page {', '.join(unknown)} (known: {', '.join(PAGE_NAMES)})")
     size = SIZES[args.size]
     args.duration = args.duration if args.duration is not None else size.duration
     args.rounds = args.rounds if args.rounds is not None else size.rounds
     started = time.perf_counter()
 
+    marker = args.data.resolve() / "dataset.json" if args.data else None
+    saved = json.loads(marker.read_text()) if marker and marker.exists() else None
+    if saved and saved["size"] != args.size:
+        parser.error(f"--data {args.data} holds an {saved['size']} dataset, not {args.size}")
     stack = start_stack(f"bench-run-{args.size}-", "bench_run", keep=args.keep,
-                        pg_settings={"shared_preload_libraries": "pg_stat_statements"})
+                        pg_settings={"shared_preload_libraries": "pg_stat_statements"},
+                        work=args.data.resolve() if args.data else None)
     try:
-        print(f"size {args.size}: building the dataset ({size.describe()}) ...", flush=True)
-        info = prepare(stack, size)
+        global PASSWORD
+        if saved:
+            print(f"size {args.size}: reusing the dataset in {args.data} (built {saved['built']},"
+                  f" migration head {saved['migration_head']})", flush=True)
+            PASSWORD = saved["password"]
+            info = saved["info"]
+            info["reused"] = reuse(stack, saved)
+            if info["reused"]["upgraded"] and marker:
+                marker.write_text(json.dumps({**saved, "migration_head": info["reused"]["migration_head_now"]},
+                                             indent=2, default=str) + "\n")
+        else:
+            print(f"size {args.size}: building the dataset ({size.describe()}) ...", flush=True)
+            info = prepare(stack, size)
+            if marker:
+                marker.touch(mode=0o600)
+                marker.write_text(json.dumps({"size": args.size, "seed": SEED, "built": datetime.now(UTC).isoformat(
+                    timespec="seconds"), "migration_head": migration_head(stack), "password": PASSWORD,
+                    "info": info}, indent=2, default=str) + "\n")
         print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in info["rows"].items())
               + f"; largest framework {info['big_framework_controls']:,} controls")
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["timings_s"].items())
               + f" (total {sum(info['timings_s'].values()):.0f})", flush=True)
-        config_has_setting = "DB_PREPARE_THRESHOLD" in (ROOT / "config.py").read_text()
-        variants: list[tuple[str, str | None]] = [("default", None)]
+        if args.build_only:
+            print(f"dataset kept in {args.data}; measure it with --data {args.data}")
+            return 0
+        pages_to_measure = {name: path for name, path in info["pages"].items()
+                            if args.pages is None or name == "baseline" or name in args.pages}
+        variants: list[tuple[str, dict[str, str]]] = [("default", {})]
         if args.prepared_compare:
-            variants.append(("prepared_off", "off"))
+            variants.append(PREPARED_OFF)
+        variants += [v for v in args.variant if v[0] not in {label for label, _ in variants}]
         runs: dict[str, Any] = {}
-        for label, threshold in variants:
-            print(f"load ({label}: prepare threshold {threshold or 'psycopg default (5)'}): {args.clients} clients,"
-                  f" {args.duration:g} s per page per round, {args.rounds} rounds, gunicorn {WORKERS} sync workers;"
-                  f" load average {os.getloadavg()[0]:.2f}", flush=True)
-            pages = measure_pages(stack, info["pages"], args, info["pg_stat_statements"], threshold)
-            runs[label] = {"prepare_threshold": threshold or "default", "pages": pages,
-                           "targets": targets(pages, args.size)}
+        for label, env in variants:
+            settings = ", ".join(f"{k}={v}" for k, v in env.items()) or "the defaults"
+            print(f"load ({label}: {settings}): {args.clients} clients, {args.duration:g} s per page per round,"
+                  f" {args.rounds} rounds, gunicorn {args.workers} sync workers; load average {os.getloadavg()[0]:.2f}",
+                  flush=True)
+            pages = measure_pages(stack, pages_to_measure, args, info["pg_stat_statements"], env)
+            runs[label] = {"env": env, "pages": pages, "targets": targets(pages, args.size)}
             print_table(f"{label}: ratio = req/s over /layout-baseline's; p95 x = baseline p95 / page p95", pages)
-        if "prepared_off" in runs:
-            print("\nprepared statements: req/s default / off, SQL execution ms per request default vs off")
+        for label, _env in variants[1:]:
+            print(f"\n{label} against default: req/s default / {label}, SQL execution ms per request default vs"
+                  f" {label}")
             for name, p in runs["default"]["pages"].items():
-                off = runs["prepared_off"]["pages"][name]
-                ms = (f"{p['sql_execution_ms_per_request']:.2f} vs {off['sql_execution_ms_per_request']:.2f}"
+                other = runs[label]["pages"][name]
+                ms = (f"{p['sql_execution_ms_per_request']:.2f} vs {other['sql_execution_ms_per_request']:.2f}"
                       if p.get("sql_execution_ms_per_request") is not None else "n/a")
-                print(f"  {name:15s} {p['requests_per_s'] / off['requests_per_s']:5.2f}  {ms}")
+                print(f"  {name:15s} {p['requests_per_s'] / other['requests_per_s']:5.2f}  {ms}")
         print("\ntargets (reported, never failing):")
         for name, t in runs["default"]["targets"].items():
             state = "n/a" if t["met"] is None else "met" if t["met"] else "NOT met"
@@ -334,8 +413,6 @@ def main() -> int:
             "size_spec": vars(size),
             "machine": {"cpus": os.cpu_count(), "load_average_after": os.getloadavg()},
             "args": vars(args),
-            "prepare_threshold_via": "config.py DB_PREPARE_THRESHOLD" if config_has_setting
-            else "bench/bench_wsgi.py connect_args",
             **info,
             "runs": runs,
             "total_seconds": time.perf_counter() - started,
